@@ -1,0 +1,89 @@
+import type { Storage } from "unstorage";
+import * as v from "valibot";
+import type { ManagedIdentityId } from "./identity.ts";
+import type { ManagedIdentitySource } from "./sources/types.ts";
+import { isServable, type TokenRecord } from "./token.ts";
+
+/** Prefix of every key this package writes, so a shared storage can be inspected or cleared. */
+export const CACHE_KEY_PREFIX = "managed-identity:v1:";
+
+const StoredToken = v.object({
+  key: v.string(),
+  accessToken: v.pipe(v.string(), v.nonEmpty()),
+  tokenType: v.pipe(v.string(), v.nonEmpty()),
+  expiresOn: v.pipe(v.number(), v.finite()),
+  refreshOn: v.optional(v.pipe(v.number(), v.finite())),
+  resource: v.string(),
+});
+
+/** Identifies one cache entry: the back-end, the identity (kind and id) and the resource. */
+export function cacheIdentity(
+  source: ManagedIdentitySource,
+  identity: ManagedIdentityId,
+  resource: string,
+): string {
+  // Ids are GUIDs or ARM paths, both case-insensitive; the resource is kept exactly.
+  const id = identity.kind === "systemAssigned" ? "" : identity.id.toLowerCase();
+  return JSON.stringify([source, identity.kind, id, resource]);
+}
+
+async function storageKey(identity: string): Promise<string> {
+  // unstorage treats ":" "/" and "?" in keys as structure, and resources are URLs: hash instead.
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(identity)),
+  );
+  let hex = "";
+  for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
+  return CACHE_KEY_PREFIX + hex;
+}
+
+/**
+ * Tokens in an unstorage `Storage`, with this process's copy in a Map in front of it: a token
+ * already known here is served without a storage round trip. Entries that are corrupt, foreign
+ * or for another identity read as a miss and are overwritten by the next token.
+ */
+export class TokenCache {
+  readonly #storage: Storage;
+  readonly #memory = new Map<string, TokenRecord>();
+
+  constructor(storage: Storage) {
+    this.#storage = storage;
+  }
+
+  /** A token that may still be served at `now`, or undefined. */
+  async get(identity: string, now: number): Promise<TokenRecord | undefined> {
+    const known = this.#memory.get(identity);
+    if (known && isServable(known, now)) return known;
+    let stored: unknown;
+    try {
+      stored = await this.#storage.getItem(await storageKey(identity));
+    } catch {
+      // An unreachable storage is a cache miss, not a failed token request.
+      return undefined;
+    }
+    const parsed = v.safeParse(StoredToken, stored);
+    if (!parsed.success || parsed.output.key !== identity) return undefined;
+    const { key: _key, ...token } = parsed.output;
+    if (!isServable(token, now)) return undefined;
+    this.#memory.set(identity, token);
+    return token;
+  }
+
+  /** Stores a token that can be served; a token already too close to expiry is not stored. */
+  async set(identity: string, token: TokenRecord, now: number): Promise<void> {
+    if (!isServable(token, now)) {
+      this.#memory.delete(identity);
+      return;
+    }
+    this.#memory.set(identity, token);
+    try {
+      await this.#storage.setItem(
+        await storageKey(identity),
+        { key: identity, ...token },
+        { ttl: token.expiresOn - now },
+      );
+    } catch {
+      // The token is valid and this process keeps it; a storage outage must not fail the caller.
+    }
+  }
+}

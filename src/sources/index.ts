@@ -1,0 +1,28 @@
+import type { Platform } from "../platform/types.ts";
+import { appService } from "./app-service.ts";
+import { imds } from "./imds.ts";
+import type { EnvReader, ManagedIdentitySource, SourceDefinition } from "./types.ts";
+
+export type { ManagedIdentitySource, SourceDefinition } from "./types.ts";
+
+/**
+ * The detection order, in the one place it lives: the first back-end whose `detect` matches wins.
+ * Service Fabric sets the App Service variables too, so it must come first; IMDS is the default.
+ */
+export const DETECTION_ORDER: readonly SourceDefinition[] = [appService, imds];
+
+/** Every back-end by name, for a forced `source`. */
+export const SOURCES: Readonly<Record<string, SourceDefinition>> = Object.fromEntries(
+  DETECTION_ORDER.map((definition) => [definition.name, definition]),
+);
+
+/** The names a caller may force. */
+export const SOURCE_NAMES: readonly ManagedIdentitySource[] = DETECTION_ORDER.map(
+  (definition) => definition.name,
+);
+
+/** The back-end the environment selects. */
+export function detectSource(env: EnvReader, platform: Platform): SourceDefinition {
+  // IMDS is last and always matches.
+  return DETECTION_ORDER.find((definition) => definition.detect(env, platform)) ?? imds;
+}
