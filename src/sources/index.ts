@@ -9,7 +9,15 @@ export type { ManagedIdentitySource, SourceDefinition } from "./types.ts";
  * The detection order, in the one place it lives: the first back-end whose `detect` matches wins.
  * Service Fabric sets the App Service variables too, so it must come first; IMDS is the default.
  */
-export const DETECTION_ORDER: readonly SourceDefinition[] = [appService, imds];
+export const DETECTION_ORDER: readonly SourceDefinition[] = [
+  // serviceFabric,
+  appService,
+  // machineLearning,
+  // cloudShell,
+  // azureArc,
+  // workloadIdentity,
+  imds,
+];
 
 /** Every back-end by name, for a forced `source`. */
 export const SOURCES: Readonly<Record<string, SourceDefinition>> = Object.fromEntries(
