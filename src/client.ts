@@ -1,8 +1,8 @@
 import type { $Fetch } from "ofetch";
 import { createStorage, type Storage } from "unstorage";
 import * as v from "valibot";
+import { acquire } from "./acquire.ts";
 import { cacheIdentity, TokenCache } from "./cache.ts";
-import { assertEndpointAllowed } from "./endpoint.ts";
 import { ManagedIdentityError } from "./errors.ts";
 import {
   createTransportFetch,
@@ -18,8 +18,10 @@ import {
   type ManagedIdentityInput,
   parseManagedIdentity,
 } from "./identity.ts";
+import type { ManagedIdentityLogEvent, ManagedIdentityLogger } from "./logger.ts";
 import { defaultPlatform, type Platform } from "./platform/index.ts";
 import { normalizeResource } from "./resource.ts";
+import type { RetryOptions } from "./retry.ts";
 import { detectSource, SOURCE_NAMES, SOURCES } from "./sources/index.ts";
 import type {
   EnvReader,
@@ -28,7 +30,8 @@ import type {
   SourceDefinition,
   TokenRequest,
 } from "./sources/types.ts";
-import { parseTokenResponse, type TokenRecord, TokenResponseProblem } from "./token.ts";
+import { ThrottleCache } from "./throttle.ts";
+import type { TokenRecord } from "./token.ts";
 
 /** Options of {@link ManagedIdentityClient}. */
 export interface ManagedIdentityClientOptions {
@@ -63,6 +66,29 @@ export interface ManagedIdentityClientOptions {
    * @default []
    */
   allowedHosts?: string[];
+  /**
+   * Retries of failed answers, per back-end as its guidance says (IMDS: 1 s, 2 s, 4 s, and 7 × 10 s
+   * through a 410; others: `Retry-After`, at least 1 s; 3 retries). `false` turns them off.
+   * @default {}
+   */
+  retry?: RetryOptions | false;
+  /**
+   * The most one `acquireTokenForClient` may take, retries and waits included, in milliseconds.
+   * It covers the IMDS 410 upgrade window (about 70 s).
+   * @default 90000
+   */
+  deadline?: number;
+  /**
+   * Where answers that asked for a pause (429, 5xx, `Retry-After`) are remembered, so the same
+   * request within that pause is answered without touching the network. `false` turns it off.
+   * @default an in-memory storage private to this client
+   */
+  httpCache?: Storage | false;
+  /**
+   * Receives structured events (cache hit and miss, requests, retries, refreshes, throttling).
+   * Events never contain a token or a secret.
+   */
+  logger?: ManagedIdentityLogger;
   /**
    * Client capabilities such as `cp1` (the app handles claims challenges). Sent where the back-end
    * takes them (Service Fabric's `xms_cc`); they never bypass the cache.
@@ -110,19 +136,37 @@ export interface AccessTokenResult {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_DEADLINE_MS = 90_000;
+/** After a failed background refresh, the cached token is served this long before trying again. */
+const REFRESH_COOL_DOWN_MS = 30_000;
+
+const StorageSchema = v.custom<Storage>(
+  (value) =>
+    value !== null &&
+    typeof value === "object" &&
+    typeof (value as Storage).getItem === "function" &&
+    typeof (value as Storage).setItem === "function",
+  "expected an unstorage Storage (from createStorage)",
+);
+const Milliseconds = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(3_600_000));
 
 const OptionsSchema = v.strictObject({
   fetch: v.optional(v.function()),
-  storage: v.optional(
-    v.custom<Storage>(
-      (value) =>
-        value !== null &&
-        typeof value === "object" &&
-        typeof (value as Storage).getItem === "function" &&
-        typeof (value as Storage).setItem === "function",
-      "expected an unstorage Storage (from createStorage)",
-    ),
+  storage: v.optional(StorageSchema),
+  httpCache: v.optional(v.union([StorageSchema, v.literal(false)])),
+  retry: v.optional(
+    v.union([
+      v.literal(false),
+      v.strictObject({
+        maxRetries: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(20))),
+        delayMs: v.optional(Milliseconds),
+        goneDelayMs: v.optional(Milliseconds),
+        goneMaxRetries: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(20))),
+      }),
+    ]),
   ),
+  deadline: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(3_600_000))),
+  logger: v.optional(v.function()),
   env: v.optional(v.record(v.string(), v.optional(v.string()))),
   source: v.optional(v.picklist(SOURCE_NAMES)),
   timeout: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(600_000))),
@@ -180,7 +224,9 @@ export class ManagedIdentityClient {
   readonly #env: EnvReader;
   readonly #fetch: $Fetch;
   readonly #cache: TokenCache;
+  readonly #throttle: ThrottleCache | undefined;
   readonly #inFlight = new Map<string, Promise<TokenRecord>>();
+  readonly #refreshBlockedUntil = new Map<string, number>();
   readonly #state = new Map<string, unknown>();
   #source: SourceDefinition | undefined;
 
@@ -203,6 +249,9 @@ export class ManagedIdentityClient {
       this.#options.fetch ?? ((input, init) => globalThis.fetch(input, init)),
     );
     this.#cache = new TokenCache(this.#options.storage ?? createStorage());
+    const httpCache = this.#options.httpCache;
+    this.#throttle =
+      httpCache === false ? undefined : new ThrottleCache(httpCache ?? createStorage());
   }
 
   /** The back-end in use: the forced `source` option, else the first detected in `DETECTION_ORDER`. */
@@ -237,30 +286,80 @@ export class ManagedIdentityClient {
     this.#assertIdentitySupported(source);
     const key = cacheIdentity(source.name, this.#identity, resource);
     const claimsChallenge = options.claimsChallenge || undefined;
-    const cached = await this.#cache.get(key, nowSeconds());
-    if (cached && !claimsChallenge) return this.#result(cached, "cache", source);
-    let pending = claimsChallenge ? undefined : this.#inFlight.get(key);
-    if (!pending) {
-      pending = this.#fetchToken(source, key, {
-        env: this.#env,
-        platform: this.#platform,
-        identity: this.#identity,
-        resource,
-        claimsChallenge,
-        previousToken: claimsChallenge ? cached?.accessToken : undefined,
-        clientCapabilities: this.#options.clientCapabilities ?? [],
-        state: this.#state,
-      });
-      if (!claimsChallenge) {
-        const shared = pending;
-        this.#inFlight.set(key, shared);
-        shared.then(
-          () => this.#inFlight.delete(key),
-          () => this.#inFlight.delete(key),
-        );
-      }
+    const now = nowSeconds();
+    const cached = await this.#cache.get(key, now);
+    const context: SourceContext = {
+      env: this.#env,
+      platform: this.#platform,
+      identity: this.#identity,
+      resource,
+      claimsChallenge,
+      previousToken: claimsChallenge ? cached?.accessToken : undefined,
+      clientCapabilities: this.#options.clientCapabilities ?? [],
+      state: this.#state,
+    };
+    if (cached && !claimsChallenge) {
+      this.#log(source, { type: "cache_hit", resource });
+      if (cached.refreshOn !== undefined && now >= cached.refreshOn)
+        this.#refresh(source, key, context);
+      return this.#result(cached, "cache", source);
     }
+    this.#log(source, { type: "cache_miss", resource });
+    // A claims challenge wants a token newer than any request already under way.
+    const pending = claimsChallenge
+      ? this.#fetchToken(source, key, context)
+      : this.#shared(source, key, context);
     return this.#result(await abortable(pending, options.signal), "identity_provider", source);
+  }
+
+  /** One request per identity and resource: callers that come while it runs share it. */
+  #shared(source: SourceDefinition, key: string, context: SourceContext): Promise<TokenRecord> {
+    let pending = this.#inFlight.get(key);
+    if (!pending) {
+      pending = this.#fetchToken(source, key, context);
+      this.#inFlight.set(key, pending);
+      const done = () => this.#inFlight.delete(key);
+      pending.then(done, done);
+    }
+    return pending;
+  }
+
+  /** Past `refreshOn`: fetch a new token in the background; on failure the cached one keeps serving. */
+  #refresh(source: SourceDefinition, key: string, context: SourceContext): void {
+    if (this.#inFlight.has(key) || (this.#refreshBlockedUntil.get(key) ?? 0) > Date.now()) return;
+    const started = Date.now();
+    this.#shared(source, key, context).then(
+      () => {
+        this.#refreshBlockedUntil.delete(key);
+        this.#log(source, {
+          type: "refresh",
+          resource: context.resource,
+          durationMs: Date.now() - started,
+        });
+      },
+      (error: unknown) => {
+        this.#refreshBlockedUntil.set(key, Date.now() + REFRESH_COOL_DOWN_MS);
+        this.#log(source, {
+          type: "refresh_failed",
+          resource: context.resource,
+          durationMs: Date.now() - started,
+          ...(error instanceof ManagedIdentityError ? { code: error.code } : {}),
+          ...(error instanceof ManagedIdentityError && error.status !== undefined
+            ? { status: error.status }
+            : {}),
+        });
+      },
+    );
+  }
+
+  #log(source: SourceDefinition, event: Omit<ManagedIdentityLogEvent, "source">): void {
+    const logger = this.#options.logger;
+    if (!logger) return;
+    try {
+      logger({ source: source.name, ...event });
+    } catch {
+      // A failing logger must not fail token acquisition.
+    }
   }
 
   #assertIdentitySupported(source: SourceDefinition): void {
@@ -282,41 +381,17 @@ export class ManagedIdentityClient {
     key: string,
     context: SourceContext,
   ): Promise<TokenRecord> {
-    let request = await source.createRequest(context);
-    assertEndpointAllowed(request, source.name, this.#options.allowedHosts ?? []);
-    let response = await send(request, source, this.#transport(source, request));
-    const next = await source.challenge?.(response, request, context);
-    if (next) {
-      request = next;
-      assertEndpointAllowed(request, source.name, this.#options.allowedHosts ?? []);
-      response = await send(request, source, this.#transport(source, request));
-    }
-    if (response.status < 200 || response.status > 299)
-      throw responseError(response, source, request.secrets);
-    const body = parseJson(response.body);
-    const now = nowSeconds();
-    const token = parseTokenResponse(body, context.resource, now, {
-      requireTokenType: source.requireTokenType === true,
+    const token = await acquire({
+      source,
+      context,
+      transport: (request) => this.#transport(source, request),
+      allowedHosts: this.#options.allowedHosts ?? [],
+      retry: this.#options.retry ?? {},
+      deadlineMs: this.#options.deadline ?? DEFAULT_DEADLINE_MS,
+      throttle: this.#throttle,
+      log: (event) => this.#log(source, event),
     });
-    if (token instanceof TokenResponseProblem) {
-      throw new ManagedIdentityError(
-        "invalid_response",
-        `The ${source.label} endpoint answered HTTP ${response.status} but ${body === undefined ? "the body is not JSON" : token.reason}.`,
-        { source: source.name, status: response.status },
-      );
-    }
-    const mismatch = source.checkResponse?.(body, context);
-    if (mismatch !== undefined) {
-      throw new ManagedIdentityError(
-        "identity_mismatch",
-        `The ${source.label} endpoint ${mismatch}; the token was refused and not cached.`,
-        {
-          source: source.name,
-          status: response.status,
-        },
-      );
-    }
-    await this.#cache.set(key, token, now);
+    await this.#cache.set(key, token, nowSeconds());
     return token;
   }
 

@@ -37,11 +37,17 @@ export function createTransportFetch(fetch: FetchLike): $Fetch {
   return createFetch({ fetch: fetch as typeof globalThis.fetch });
 }
 
-function toUrl(request: TokenRequest): string {
+/** The request's full URL, query included. */
+export function requestUrl(request: TokenRequest): string {
   const url = new URL(request.url);
   for (const [name, value] of Object.entries(request.query ?? {}))
     url.searchParams.set(name, value);
   return url.href;
+}
+
+/** The request's form body, encoded, or undefined for a request without one. */
+export function requestBody(request: TokenRequest): string | undefined {
+  return request.form ? new URLSearchParams(request.form).toString() : undefined;
 }
 
 async function readCapped(
@@ -87,13 +93,10 @@ export async function send(
     ...request.headers,
     "x-ms-client-request-id": crypto.randomUUID(),
   };
-  let body: string | undefined;
-  if (request.form) {
-    headers["Content-Type"] = "application/x-www-form-urlencoded";
-    body = new URLSearchParams(request.form).toString();
-  }
+  const body = requestBody(request);
+  if (body !== undefined) headers["Content-Type"] = "application/x-www-form-urlencoded";
   try {
-    const response = await transport.fetch.raw(toUrl(request), {
+    const response = await transport.fetch.raw(requestUrl(request), {
       method: request.method,
       headers,
       body,

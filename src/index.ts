@@ -33,6 +33,13 @@ export {
   UserAssignedManagedIdentity,
   type UserAssignedManagedIdentityOptions,
 } from "./identity.ts";
+export type {
+  ManagedIdentityLogEvent,
+  ManagedIdentityLogEventType,
+  ManagedIdentityLogger,
+} from "./logger.ts";
 export type { OperatingSystem, Platform, RuntimeName } from "./platform/index.ts";
+export type { RetryOptions } from "./retry.ts";
 export { DETECTION_ORDER } from "./sources/index.ts";
 export type { ManagedIdentitySource, SourceDefinition } from "./sources/types.ts";
+export { THROTTLE_KEY_PREFIX } from "./throttle.ts";

@@ -48,6 +48,8 @@ function client(
 ) {
   return new ManagedIdentityClient(identity, {
     env: { AZURE_POD_IDENTITY_AUTHORITY_HOST: server.url },
+    // Retries have their own tests (retry.test.ts); here every answer is final.
+    retry: false,
     ...options,
   });
 }

@@ -1,3 +1,4 @@
+import { imdsRetry } from "../retry.ts";
 import { identityQuery } from "./shared.ts";
 import type { SourceDefinition } from "./types.ts";
 
@@ -20,6 +21,7 @@ export const imds: SourceDefinition = {
   selectedBy: "default, when no other source's variables are set",
   idKinds: ["clientId", "objectId", "resourceId"],
   detect: () => true,
+  retry: imdsRetry,
   createRequest({ env, identity, resource }) {
     const host = (env(HOST_VARIABLE) ?? DEFAULT_HOST).replace(/\/+$/, "");
     return {

@@ -1,6 +1,7 @@
 import type { ManagedIdentityErrorCode } from "../errors.ts";
 import type { ManagedIdentityId, UserAssignedIdKind } from "../identity.ts";
 import type { Platform } from "../platform/types.ts";
+import type { RetryPolicy } from "../retry.ts";
 
 /** The managed identity back-ends, by the name `getManagedIdentitySource()` reports. */
 export type ManagedIdentitySource =
@@ -75,6 +76,8 @@ export interface SourceDefinition {
   createRequest(context: SourceContext): TokenRequest | Promise<TokenRequest>;
   /** Maps the service's own error codes onto ours, where it has codes of its own. */
   readonly errorCodes?: Readonly<Record<string, ManagedIdentityErrorCode>>;
+  /** Which answers are retried and how long to wait; MSAL's default policy when absent. */
+  readonly retry?: RetryPolicy;
   /** Whether a response without `token_type` is invalid. */
   readonly requireTokenType?: boolean;
   /**
