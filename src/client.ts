@@ -264,7 +264,7 @@ export class ManagedIdentityClient {
       const forced = this.#options.source;
       this.#source = forced
         ? (SOURCES[forced] as SourceDefinition)
-        : detectSource(this.#env, this.#platform);
+        : detectSource(this.#env, this.#platform, this.#identity);
     }
     return this.#source;
   }

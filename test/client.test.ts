@@ -422,6 +422,20 @@ describe("options", () => {
     ).toBe("imds");
   });
 
+  it("detects workload identity from a user-assigned client id when AZURE_CLIENT_ID is unset", () => {
+    const env = {
+      AZURE_FEDERATED_TOKEN_FILE: "/var/run/token",
+      AZURE_TENANT_ID: "contoso.onmicrosoft.com",
+    };
+    expect(
+      client(
+        { env },
+        new UserAssignedManagedIdentity({ clientId: "c-1" }),
+      ).getManagedIdentitySource(),
+    ).toBe("workload-identity");
+    expect(client({ env }).getManagedIdentitySource()).toBe("imds");
+  });
+
   it("a forced source wins over detection, and says what it lacks", async () => {
     const forcedImds = client({
       source: "imds",

@@ -1,7 +1,11 @@
+import type { ManagedIdentityId } from "../identity.ts";
 import type { Platform } from "../platform/types.ts";
 import { appService } from "./app-service.ts";
+import { cloudShell } from "./cloud-shell.ts";
 import { imds } from "./imds.ts";
+import { machineLearning } from "./machine-learning.ts";
 import type { EnvReader, ManagedIdentitySource, SourceDefinition } from "./types.ts";
+import { workloadIdentity } from "./workload-identity.ts";
 
 export type { ManagedIdentitySource, SourceDefinition } from "./types.ts";
 
@@ -12,10 +16,10 @@ export type { ManagedIdentitySource, SourceDefinition } from "./types.ts";
 export const DETECTION_ORDER: readonly SourceDefinition[] = [
   // serviceFabric,
   appService,
-  // machineLearning,
-  // cloudShell,
+  machineLearning,
+  cloudShell,
   // azureArc,
-  // workloadIdentity,
+  workloadIdentity,
   imds,
 ];
 
@@ -30,7 +34,11 @@ export const SOURCE_NAMES: readonly ManagedIdentitySource[] = DETECTION_ORDER.ma
 );
 
 /** The back-end the environment selects. */
-export function detectSource(env: EnvReader, platform: Platform): SourceDefinition {
+export function detectSource(
+  env: EnvReader,
+  platform: Platform,
+  identity: ManagedIdentityId = { kind: "systemAssigned" },
+): SourceDefinition {
   // IMDS is last and always matches.
-  return DETECTION_ORDER.find((definition) => definition.detect(env, platform)) ?? imds;
+  return DETECTION_ORDER.find((definition) => definition.detect(env, platform, identity)) ?? imds;
 }

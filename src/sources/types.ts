@@ -71,7 +71,7 @@ export interface SourceDefinition {
   /** The user-assigned id kinds this back-end can select; an empty list means system-assigned only. */
   readonly idKinds: readonly UserAssignedIdKind[];
   /** Whether the environment selects this back-end. */
-  detect(env: EnvReader, platform: Platform): boolean;
+  detect(env: EnvReader, platform: Platform, identity: ManagedIdentityId): boolean;
   /** The token request; throws `source_unavailable` when the environment lacks what it needs. */
   createRequest(context: SourceContext): TokenRequest | Promise<TokenRequest>;
   /** Maps the service's own error codes onto ours, where it has codes of its own. */

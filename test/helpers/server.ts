@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 
 /** One request as the server saw it. */
@@ -19,7 +20,13 @@ export interface Reply {
 
 export type Handler = (request: RecordedRequest) => Reply | Promise<Reply>;
 
-/** A real HTTP server on 127.0.0.1, port 0, that records every request. */
+/** How the server listens. */
+export interface ServerOptions {
+  /** Serve https with this PEM key and certificate (e.g. a self-signed one for 127.0.0.1). */
+  tls?: { key: string; cert: string };
+}
+
+/** A real HTTP (or HTTPS) server on 127.0.0.1, port 0, that records every request. */
 export interface TestServer {
   url: string;
   requests: RecordedRequest[];
@@ -57,10 +64,13 @@ async function respond(response: ServerResponse, reply: Reply): Promise<void> {
   response.end(body);
 }
 
-export async function startServer(handler: Handler = () => ({ status: 404 })): Promise<TestServer> {
+export async function startServer(
+  handler: Handler = () => ({ status: 404 }),
+  options: ServerOptions = {},
+): Promise<TestServer> {
   let current = handler;
   const requests: RecordedRequest[] = [];
-  const server = createServer((request, response) => {
+  const listener = (request: IncomingMessage, response: ServerResponse) => {
     const chunks: Buffer[] = [];
     request.on("data", (chunk: Buffer) => chunks.push(chunk));
     request.on("end", async () => {
@@ -72,11 +82,12 @@ export async function startServer(handler: Handler = () => ({ status: 404 })): P
         response.writeHead(599).end(String(error));
       }
     });
-  });
+  };
+  const server = options.tls ? createHttpsServer(options.tls, listener) : createServer(listener);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? "https" : "http"}://127.0.0.1:${port}`,
     requests,
     handle(next) {
       current = next;

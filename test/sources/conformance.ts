@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type AccessTokenResult,
   ManagedIdentityClient,
+  type ManagedIdentityClientOptions,
   ManagedIdentityError,
   type ManagedIdentitySource,
   SystemAssignedManagedIdentity,
@@ -14,6 +15,7 @@ import type { SourceContext } from "../../src/sources/types.ts";
 import {
   type RecordedRequest,
   type Reply,
+  type ServerOptions,
   startServer,
   type TestServer,
 } from "../helpers/server.ts";
@@ -42,6 +44,12 @@ export interface SourceCase {
     serviceCode?: string;
     correlationId?: string;
   };
+  /** How the resource is sent, when not as `resource=` (workload identity sends a scope). */
+  resourceParameters?(resource: string): Record<string, string>;
+  /** How the local server listens (https for a back-end whose endpoint must be https). */
+  server?: ServerOptions;
+  /** More client options, such as a `fetch` that trusts the server's certificate. */
+  clientOptions?: ManagedIdentityClientOptions;
 }
 
 const ID_VALUES: Record<UserAssignedIdKind, string> = {
@@ -75,18 +83,25 @@ function parametersOf(request: RecordedRequest): Record<string, string> {
 
 /** The shared suite every back-end passes: detection, request shape per id kind, parse, errors. */
 export function sourceConformance(testCase: SourceCase): void {
+  const resourceParameters = testCase.resourceParameters ?? ((resource) => ({ resource }));
   describe(`${testCase.source} conformance`, () => {
     let server: TestServer;
     const expiresOn = Math.floor(Date.now() / 1000) + 3600;
     beforeAll(async () => {
-      server = await startServer(() => ({ body: testCase.success("token-value", expiresOn) }));
+      server = await startServer(
+        () => ({ body: testCase.success("token-value", expiresOn) }),
+        testCase.server,
+      );
     });
     afterAll(() => server.close());
 
     const client = (identity: SystemAssignedManagedIdentity | UserAssignedManagedIdentity) =>
       new ManagedIdentityClient(identity, {
+        ...testCase.clientOptions,
         env: testCase.env(server.url),
         storage: createStorage(),
+        // Each answer is final here; retries are tested in test/retry.test.ts.
+        retry: false,
       });
 
     it("is detected from its environment", () => {
@@ -114,7 +129,7 @@ export function sourceConformance(testCase: SourceCase): void {
       expect(request.path).toBe(testCase.path);
       expect(parametersOf(request)).toEqual({
         ...testCase.parameters,
-        resource: "https://vault.azure.net",
+        ...resourceParameters("https://vault.azure.net"),
       });
       expect(request.headers).toMatchObject(testCase.headers);
     });
@@ -129,7 +144,7 @@ export function sourceConformance(testCase: SourceCase): void {
           const [request] = server.requests as [RecordedRequest];
           expect(parametersOf(request)).toEqual({
             ...testCase.parameters,
-            resource: "https://vault.azure.net",
+            ...resourceParameters("https://vault.azure.net"),
             [name]: ID_VALUES[kind],
           });
         });
