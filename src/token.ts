@@ -20,6 +20,8 @@ export const EXPIRY_MARGIN_SECONDS = 300;
 const HALF_LIFE_REFRESH_THRESHOLD = 7200;
 
 const Numeric = v.union([v.number(), v.string()]);
+/** 9999-12-31T23:59:59Z: anything later is not a time a token service meant. */
+const MAX_SECONDS = 253_402_300_799;
 
 /** The fields every back-end's token response shares (each sends a subset). */
 const TokenResponseSchema = v.looseObject({
@@ -42,7 +44,9 @@ function seconds(value: unknown): number | undefined {
   const raw = parsed.output;
   if (typeof raw === "string" && !/^\s*\d+(\.\d+)?\s*$/.test(raw)) return undefined;
   const number = Number(raw);
-  return Number.isFinite(number) && number >= 0 ? Math.floor(number) : undefined;
+  return Number.isFinite(number) && number >= 0 && number <= MAX_SECONDS
+    ? Math.floor(number)
+    : undefined;
 }
 
 /**
@@ -144,7 +148,8 @@ export function parseTokenResponse(
   }
   const expiresIn = seconds(response.expires_in);
   const expiresOn =
-    parseExpiresOn(response.expires_on) ?? (expiresIn === undefined ? undefined : now + expiresIn);
+    parseExpiresOn(response.expires_on) ??
+    (expiresIn === undefined || now + expiresIn > MAX_SECONDS ? undefined : now + expiresIn);
   if (expiresOn === undefined) {
     return new TokenResponseProblem("the response has no readable expires_on or expires_in");
   }
