@@ -4,14 +4,7 @@ import * as v from "valibot";
 import { acquire } from "./acquire.ts";
 import { cacheIdentity, TokenCache } from "./cache.ts";
 import { ManagedIdentityError } from "./errors.ts";
-import {
-  createTransportFetch,
-  type FetchLike,
-  parseJson,
-  responseError,
-  send,
-  type Transport,
-} from "./http.ts";
+import { createTransportFetch, type FetchLike, type Transport } from "./http.ts";
 import {
   describeIdentity,
   type ManagedIdentityId,
@@ -288,28 +281,41 @@ export class ManagedIdentityClient {
     const claimsChallenge = options.claimsChallenge || undefined;
     const now = nowSeconds();
     const cached = await this.#cache.get(key, now);
-    const context: SourceContext = {
-      env: this.#env,
-      platform: this.#platform,
-      identity: this.#identity,
-      resource,
-      claimsChallenge,
-      previousToken: claimsChallenge ? cached?.accessToken : undefined,
-      clientCapabilities: this.#options.clientCapabilities ?? [],
-      state: this.#state,
-    };
     if (cached && !claimsChallenge) {
-      this.#log(source, { type: "cache_hit", resource });
-      if (cached.refreshOn !== undefined && now >= cached.refreshOn)
-        this.#refresh(source, key, context);
+      if (this.#options.logger) this.#log(source, { type: "cache_hit", resource });
+      if (cached.refreshOn !== undefined && now >= cached.refreshOn) {
+        this.#refresh(source, key, this.#context(resource, undefined, undefined));
+      }
       return this.#result(cached, "cache", source);
     }
-    this.#log(source, { type: "cache_miss", resource });
+    if (this.#options.logger) this.#log(source, { type: "cache_miss", resource });
+    const context = this.#context(
+      resource,
+      claimsChallenge,
+      claimsChallenge ? cached?.accessToken : undefined,
+    );
     // A claims challenge wants a token newer than any request already under way.
     const pending = claimsChallenge
       ? this.#fetchToken(source, key, context)
       : this.#shared(source, key, context);
     return this.#result(await abortable(pending, options.signal), "identity_provider", source);
+  }
+
+  #context(
+    resource: string,
+    claimsChallenge: string | undefined,
+    previousToken: string | undefined,
+  ): SourceContext {
+    return {
+      env: this.#env,
+      platform: this.#platform,
+      identity: this.#identity,
+      resource,
+      claimsChallenge,
+      previousToken,
+      clientCapabilities: this.#options.clientCapabilities ?? [],
+      state: this.#state,
+    };
   }
 
   /** One request per identity and resource: callers that come while it runs share it. */
