@@ -1,5 +1,6 @@
 import type { Storage } from "unstorage";
 import * as v from "valibot";
+import { sha256Hex } from "./hash.ts";
 import type { ManagedIdentityId } from "./identity.ts";
 import type { ManagedIdentitySource } from "./sources/types.ts";
 import { isServable, type TokenRecord } from "./token.ts";
@@ -29,12 +30,7 @@ export function cacheIdentity(
 
 async function storageKey(identity: string): Promise<string> {
   // unstorage treats ":" "/" and "?" in keys as structure, and resources are URLs: hash instead.
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(identity)),
-  );
-  let hex = "";
-  for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
-  return CACHE_KEY_PREFIX + hex;
+  return CACHE_KEY_PREFIX + (await sha256Hex(identity));
 }
 
 /**

@@ -42,6 +42,12 @@ export function assertEndpointAllowed(
   if (url.protocol !== "http:" && url.protocol !== "https:")
     refuse(`must be http or https, not ${url.protocol}`);
   if (url.username || url.password) refuse("must not contain a user name or password");
+  if (request.pinnedThumbprint !== undefined) {
+    // Service Fabric's endpoint is the node's own address, not loopback; its certificate pin is
+    // the trust anchor, and the secret is written only after the pin matched.
+    if (url.protocol !== "https:") refuse("is pinned to a certificate and must use https");
+    return url;
+  }
   if (request.endpointKind === "authority") {
     if (url.protocol !== "https:") refuse("(a token authority) must use https");
     return url;

@@ -6,7 +6,8 @@ import type { ManagedIdentitySource } from "./sources/types.ts";
  * Raised before any request (configuration): `invalid_managed_identity`, `invalid_resource`,
  * `invalid_option`, `source_unavailable`, `unsupported_identity`, `endpoint_not_allowed`,
  * `capability_unavailable` (the runtime lacks files or pinned TLS that the back-end needs).
- * Raised by the transport: `network_error`, `timeout`, `aborted`, `redirect_refused`.
+ * Raised by the transport: `network_error`, `timeout`, `aborted`, `redirect_refused`,
+ * `certificate_mismatch` (a pinned endpoint presented another certificate; nothing was sent).
  * Raised on a response: `invalid_response` (unparseable or incomplete), `identity_mismatch` (the
  * endpoint answered for another identity; nothing is cached), and for an error status
  * the service's OAuth-style code when it sent a known one (`invalid_request`, `invalid_client`,
@@ -26,6 +27,7 @@ export type ManagedIdentityErrorCode =
   | "timeout"
   | "aborted"
   | "redirect_refused"
+  | "certificate_mismatch"
   | "invalid_response"
   | "identity_mismatch"
   | "invalid_request"

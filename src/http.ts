@@ -134,6 +134,13 @@ export async function send(
         { source: source.name },
       );
     }
+    if (causes(error).some((cause) => cause.name === "CertificateMismatchError")) {
+      throw new ManagedIdentityError(
+        "certificate_mismatch",
+        `The ${source.label} endpoint presented a TLS certificate whose SHA-1 thumbprint is not the pinned one; nothing was sent.`,
+        { source: source.name },
+      );
+    }
     const reason =
       error instanceof Error ? sanitize(error.message, request.secrets) : "unknown failure";
     throw new ManagedIdentityError(
@@ -144,6 +151,15 @@ export async function send(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The error and its `cause` chain (ofetch wraps what fetch threw). */
+function causes(error: unknown): Error[] {
+  const chain: Error[] = [];
+  for (let current = error; current instanceof Error && chain.length < 5; current = current.cause) {
+    chain.push(current);
+  }
+  return chain;
 }
 
 /** Parses a body as JSON, or undefined when it is not JSON. */
@@ -196,10 +212,17 @@ export function responseError(
     text(field(body, "correlation_id"));
   let code = codeForStatus(response.status);
   if (code !== "throttled" && code !== "service_unavailable" && serviceCode !== undefined) {
+    const mapped = source.errorCodes?.[serviceCode];
+    // A back-end with its own code table maps every other code of its to invalid_request.
     code =
-      source.errorCodes?.[serviceCode] ??
-      (OAUTH_ERROR_CODES.has(serviceCode) ? (serviceCode as ManagedIdentityErrorCode) : code);
+      mapped ??
+      (OAUTH_ERROR_CODES.has(serviceCode)
+        ? (serviceCode as ManagedIdentityErrorCode)
+        : source.errorCodes
+          ? "invalid_request"
+          : code);
   }
+
   const detail =
     body === undefined
       ? response.body.length === 0

@@ -58,6 +58,17 @@ describe("assertEndpointAllowed", () => {
     ).toThrow();
   });
 
+  it("lets a pinned https endpoint be any host (the pin is the trust anchor), but never http", () => {
+    const pinned = {
+      ...request("https://10.0.0.4:2377/metadata/identity/oauth2/token"),
+      pinnedThumbprint: "a".repeat(40),
+    };
+    expect(() => assertEndpointAllowed(pinned, "service-fabric", [])).not.toThrow();
+    expect(() =>
+      assertEndpointAllowed({ ...pinned, url: "http://10.0.0.4:2377/x" }, "service-fabric", []),
+    ).toThrow(/pinned to a certificate and must use https/);
+  });
+
   it("requires https for a token authority, wherever it is", () => {
     expect(() =>
       assertEndpointAllowed(

@@ -1,3 +1,5 @@
+import { arcLocations, type NodePlatformOptions } from "./node.ts";
+import { createPinnedFetch } from "./pinned-tls.ts";
 import type { OperatingSystem, Platform } from "./types.ts";
 
 /** The few Deno APIs used here, typed structurally so the core stays free of Deno's types. */
@@ -5,6 +7,7 @@ interface DenoNamespace {
   build: { os: string };
   env: { get(key: string): string | undefined };
   statSync(path: string): unknown;
+  realPath(path: string): Promise<string>;
   open(
     path: string,
     options: { read: true },
@@ -25,12 +28,30 @@ function denoOs(os: string): OperatingSystem {
 /**
  * Deno. Reading the environment needs `--allow-env` (it may be limited to the variables named in
  * the README); without it every variable reads as unset and IMDS is chosen.
+ *
+ * TLS pinning (Service Fabric) goes through Deno's Node compatibility layer. Deno's own API cannot
+ * pin (checked with Deno 2.9): `Deno.connectTls` and `Deno.startTls` always verify the chain and the
+ * host name (a self-signed endpoint fails with `UnknownIssuer`; `caCerts` would need the certificate
+ * itself, which the client does not have, and the host name is still checked), short of the
+ * process-wide `--unsafely-ignore-certificate-errors`; and their handshake info carries only the
+ * ALPN protocol, never the peer's certificate. Its `node:tls` does what pinning needs, as Node's
+ * does: `rejectUnauthorized: false`, the raw leaf certificate at `secureConnect` before any byte is
+ * written, and `node:http` sending over the socket given by `createConnection`
+ * (test/platform/runtime-pinning.test.ts runs it). It needs `--allow-net` for the endpoint.
  */
-export function createDenoPlatform(): Platform {
+export function createDenoPlatform(options: NodePlatformOptions = {}): Platform {
   const deno = (globalThis as { Deno?: DenoNamespace }).Deno as DenoNamespace;
+  // Deno 2 provides Node's `process` global, with getBuiltinModule, next to its own namespace.
+  const process = (globalThis as { process?: { getBuiltinModule?(id: string): unknown } }).process;
+  const load = process?.getBuiltinModule?.bind(process);
+  const pinnedFetch = load ? createPinnedFetch(load) : undefined;
+  const azureArc = arcLocations(options);
   return {
     name: "deno",
     os: denoOs(deno.build.os),
+    ...(azureArc ? { azureArc } : {}),
+    ...(pinnedFetch ? { pinnedFetch } : {}),
+    realPath: (path) => deno.realPath(path),
     getEnv(key) {
       try {
         return deno.env.get(key);

@@ -1,10 +1,11 @@
 import { runtime } from "std-env";
+import { createBunPlatform } from "./bun.ts";
 import { createDenoPlatform } from "./deno.ts";
 import { createNodePlatform } from "./node.ts";
 import type { Platform } from "./types.ts";
 import { createWebPlatform } from "./web.ts";
 
-export type { OperatingSystem, Platform, RuntimeName } from "./types.ts";
+export type { AzureArcLocations, OperatingSystem, Platform, RuntimeName } from "./types.ts";
 
 let detected: Platform | undefined;
 
@@ -15,7 +16,7 @@ export function defaultPlatform(): Platform {
       runtime === "deno"
         ? createDenoPlatform()
         : runtime === "bun"
-          ? createNodePlatform("bun")
+          ? createBunPlatform()
           : runtime === "node"
             ? createNodePlatform("node")
             : createWebPlatform(runtime === "workerd" ? "workerd" : "web");

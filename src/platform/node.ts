@@ -1,4 +1,20 @@
-import type { OperatingSystem, Platform } from "./types.ts";
+import { createPinnedFetch } from "./pinned-tls.ts";
+import type { AzureArcLocations, OperatingSystem, Platform } from "./types.ts";
+
+/** Options of {@link createNodePlatform} (and of the Bun and Deno platforms). */
+export interface NodePlatformOptions {
+  /**
+   * The folder where Azure Arc's challenge key files are accepted, instead of the agent's; for
+   * tests (a temporary folder) and unusual installs. End it with the path separator.
+   * @default the agent's folder: `/var/opt/azcmagent/tokens/`, or `%ProgramData%\AzureConnectedMachineAgent\Tokens\`
+   */
+  arcTokensFolder?: string | undefined;
+  /**
+   * The file whose presence selects Azure Arc, instead of the agent's executable; for tests.
+   * @default `/opt/azcmagent/bin/himds`, or `%ProgramFiles%\AzureConnectedMachineAgent\himds.exe`
+   */
+  arcAgentFile?: string | undefined;
+}
 
 /** The few Node APIs used here, typed structurally so the core stays free of @types/node. */
 interface NodeProcess {
@@ -9,12 +25,18 @@ interface NodeProcess {
 interface NodeFs {
   existsSync(path: string): boolean;
   promises: {
+    realpath(path: string): Promise<string>;
     open(
       path: string,
       flags: string,
     ): Promise<{
       stat(): Promise<{ size: number; isFile(): boolean }>;
-      readFile(options: { encoding: "utf8" }): Promise<string>;
+      read(
+        buffer: Uint8Array,
+        offset: number,
+        length: number,
+        position: number,
+      ): Promise<{ bytesRead: number }>;
       close(): Promise<void>;
     }>;
   };
@@ -27,20 +49,36 @@ function nodeOs(platform: string): OperatingSystem {
   return "other";
 }
 
+/** The Azure Arc overrides of the options, or undefined when there are none. */
+export function arcLocations(options: NodePlatformOptions): AzureArcLocations | undefined {
+  const { arcTokensFolder, arcAgentFile } = options;
+  return arcTokensFolder === undefined && arcAgentFile === undefined
+    ? undefined
+    : { tokensFolder: arcTokensFolder, agentFile: arcAgentFile };
+}
+
 /**
  * Node.js (and runtimes that provide its `process` global, such as Bun). Built-in modules come
  * from `process.getBuiltinModule`, so bundlers for other runtimes never see a `node:` import.
+ * TLS pinning uses `node:tls`: the leaf certificate is checked before the request is written.
  */
-export function createNodePlatform(name: "node" | "bun" = "node"): Platform {
+export function createNodePlatform(
+  name: "node" | "bun" = "node",
+  options: NodePlatformOptions = {},
+): Platform {
   const process = (globalThis as { process?: NodeProcess }).process;
-  const fs = process?.getBuiltinModule?.("node:fs") as NodeFs | undefined;
+  const load = process?.getBuiltinModule?.bind(process);
+  const fs = load?.("node:fs") as NodeFs | undefined;
+  const azureArc = arcLocations(options);
   const platform: Platform = {
     name,
     os: process ? nodeOs(process.platform) : undefined,
     getEnv: (key) => process?.env[key],
+    ...(azureArc ? { azureArc } : {}),
   };
   if (fs) {
     platform.fileExists = (path) => fs.existsSync(path);
+    platform.realPath = (path) => fs.promises.realpath(path);
     platform.readTextFile = async (path, { maxBytes }) => {
       // Size and contents come from one open handle, so the file cannot be swapped in between.
       const handle = await fs.promises.open(path, "r");
@@ -48,11 +86,22 @@ export function createNodePlatform(name: "node" | "bun" = "node"): Platform {
         const stat = await handle.stat();
         if (!stat.isFile()) throw new Error("not a regular file");
         if (stat.size > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
-        return await handle.readFile({ encoding: "utf8" });
+        // Read one byte more than allowed, so a file that grew since the check is still refused.
+        const buffer = new Uint8Array(maxBytes + 1);
+        let length = 0;
+        for (;;) {
+          const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+          if (bytesRead === 0) break;
+          length += bytesRead;
+          if (length > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
+        }
+        return new TextDecoder().decode(buffer.subarray(0, length));
       } finally {
         await handle.close();
       }
     };
   }
+  const pinnedFetch = load ? createPinnedFetch(load) : undefined;
+  if (pinnedFetch) platform.pinnedFetch = pinnedFetch;
   return platform;
 }

@@ -24,14 +24,43 @@ export interface Platform {
    */
   readTextFile?(path: string, options: { maxBytes: number }): Promise<string>;
   /**
+   * The real location of a file: symbolic links resolved in every component of the path, so a
+   * caller can refuse a link that leads out of a trusted folder. Rejects when the path does not
+   * exist. Absent without a file system.
+   */
+  realPath?(path: string): Promise<string>;
+  /**
+   * Where the Azure Arc agent's files are, when they are not at the agent's documented locations:
+   * set by tests (a temporary folder) and unusual installs. Unset in production. Windows defaults
+   * read `ProgramFiles` and `ProgramData` through `getEnv`.
+   */
+  readonly azureArc?: AzureArcLocations | undefined;
+  /**
    * A fetch for one https request whose server must present a leaf certificate with this SHA-1
    * thumbprint (40 lower-case hex characters). Chain and host name are not checked: the pin is the
    * trust anchor. The request, with its headers, is written only after the pin matched; on a
-   * mismatch it rejects and the server receives nothing. Absent where the runtime cannot pin.
+   * mismatch it rejects with an Error named `CertificateMismatchError` and the server receives nothing. Redirects are
+   * returned, never followed; `init.signal` aborts the connection, the request and the body. One
+   * connection per call, closed after the response. Present on Node, Bun and Deno (through
+   * `node:tls`); absent in Workers and browsers, which cannot pin.
    */
   pinnedFetch?(
     input: string | URL | Request,
     init: RequestInit | undefined,
     sha1Thumbprint: string,
   ): Promise<Response>;
+}
+
+/** Overrides of the Azure Arc agent's file locations (see {@link Platform.azureArc}). */
+export interface AzureArcLocations {
+  /**
+   * The folder the agent writes its challenge key files to, with a trailing separator.
+   * @default `/var/opt/azcmagent/tokens/` on Linux, `%ProgramData%\AzureConnectedMachineAgent\Tokens\` on Windows
+   */
+  readonly tokensFolder?: string | undefined;
+  /**
+   * The agent executable whose presence selects Azure Arc.
+   * @default `/opt/azcmagent/bin/himds` on Linux, `%ProgramFiles%\AzureConnectedMachineAgent\himds.exe` on Windows
+   */
+  readonly agentFile?: string | undefined;
 }

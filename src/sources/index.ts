@@ -1,9 +1,11 @@
 import type { ManagedIdentityId } from "../identity.ts";
 import type { Platform } from "../platform/types.ts";
 import { appService } from "./app-service.ts";
+import { azureArc } from "./azure-arc.ts";
 import { cloudShell } from "./cloud-shell.ts";
 import { imds } from "./imds.ts";
 import { machineLearning } from "./machine-learning.ts";
+import { serviceFabric } from "./service-fabric.ts";
 import type { EnvReader, ManagedIdentitySource, SourceDefinition } from "./types.ts";
 import { workloadIdentity } from "./workload-identity.ts";
 
@@ -14,11 +16,11 @@ export type { ManagedIdentitySource, SourceDefinition } from "./types.ts";
  * Service Fabric sets the App Service variables too, so it must come first; IMDS is the default.
  */
 export const DETECTION_ORDER: readonly SourceDefinition[] = [
-  // serviceFabric,
+  serviceFabric,
   appService,
   machineLearning,
   cloudShell,
-  // azureArc,
+  azureArc,
   workloadIdentity,
   imds,
 ];

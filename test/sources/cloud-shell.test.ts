@@ -72,16 +72,18 @@ describe("cloud-shell", () => {
   it("is selected by MSI_ENDPOINT alone, not with MSI_SECRET", () => {
     const platform = createWebPlatform();
     const env = (values: Record<string, string>) => (name: string) => values[name];
-    expect(cloudShell.detect(env({ MSI_ENDPOINT: "http://localhost:50342/" }), platform)).toBe(
-      true,
-    );
+    const system = { kind: "systemAssigned" } as const;
+    expect(
+      cloudShell.detect(env({ MSI_ENDPOINT: "http://localhost:50342/" }), platform, system),
+    ).toBe(true);
     expect(
       cloudShell.detect(
         env({ MSI_ENDPOINT: "http://localhost:50342/", MSI_SECRET: "secret" }),
         platform,
+        system,
       ),
     ).toBe(false);
-    expect(cloudShell.detect(env({}), platform)).toBe(false);
+    expect(cloudShell.detect(env({}), platform, system)).toBe(false);
   });
 
   it("uses the usual Cloud Shell endpoint as given", async () => {

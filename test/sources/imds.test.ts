@@ -37,6 +37,8 @@ describe("imds", () => {
   });
 
   it("is the default: detected with no variables at all", () => {
-    expect(imds.detect(() => undefined, createWebPlatform())).toBe(true);
+    expect(imds.detect(() => undefined, createWebPlatform(), { kind: "systemAssigned" })).toBe(
+      true,
+    );
   });
 });

@@ -268,19 +268,21 @@ describe("workload-identity", () => {
       AZURE_TENANT_ID: TENANT,
       AZURE_CLIENT_ID: CLIENT_ID,
     };
-    expect(workloadIdentity.detect(reader(complete), platform)).toBe(true);
+    expect(workloadIdentity.detect(reader(complete), platform, { kind: "systemAssigned" })).toBe(
+      true,
+    );
     for (const name of Object.keys(complete)) {
       const partial: Record<string, string> = { ...complete };
       delete partial[name];
-      expect(workloadIdentity.detect(reader(partial), platform), `without ${name}`).toBe(false);
+      expect(
+        workloadIdentity.detect(reader(partial), platform, { kind: "systemAssigned" }),
+        `without ${name}`,
+      ).toBe(false);
     }
   });
 
-  it("counts a configured user-assigned client id as the client id when detect is given it", () => {
-    // The client does not pass the identity to detect() yet; the back-end is ready for it.
-    const detect = workloadIdentity.detect as (
-      ...args: [...Parameters<typeof workloadIdentity.detect>, unknown]
-    ) => boolean;
+  it("counts a configured user-assigned client id as the client id", () => {
+    const detect = workloadIdentity.detect;
     const env = (name: string) =>
       ({ AZURE_FEDERATED_TOKEN_FILE: tokenFile, AZURE_TENANT_ID: TENANT })[name];
     expect(detect(env, createWebPlatform(), { kind: "clientId", id: CLIENT_ID })).toBe(true);
