@@ -1,7 +1,7 @@
-import type { Storage } from "unstorage";
 import * as v from "valibot";
 import { sha256Hex } from "./hash.ts";
 import type { ManagedIdentityId } from "./identity.ts";
+import type { KeyValueStorage } from "./memory-storage.ts";
 import type { ManagedIdentitySource } from "./sources/types.ts";
 import { isServable, type TokenRecord } from "./token.ts";
 
@@ -39,10 +39,10 @@ async function storageKey(identity: string): Promise<string> {
  * or for another identity read as a miss and are overwritten by the next token.
  */
 export class TokenCache {
-  readonly #storage: Storage;
+  readonly #storage: KeyValueStorage;
   readonly #memory = new Map<string, TokenRecord>();
 
-  constructor(storage: Storage) {
+  constructor(storage: KeyValueStorage) {
     this.#storage = storage;
   }
 

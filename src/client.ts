@@ -1,10 +1,9 @@
-import type { $Fetch } from "ofetch";
-import { createStorage, type Storage } from "unstorage";
+import type { Storage } from "unstorage";
 import * as v from "valibot";
 import { acquire } from "./acquire.ts";
 import { cacheIdentity, TokenCache } from "./cache.ts";
 import { ManagedIdentityError } from "./errors.ts";
-import { createTransportFetch, type FetchLike, type Transport } from "./http.ts";
+import type { FetchLike, Transport } from "./http.ts";
 import {
   describeIdentity,
   type ManagedIdentityId,
@@ -12,6 +11,7 @@ import {
   parseManagedIdentity,
 } from "./identity.ts";
 import type { ManagedIdentityLogEvent, ManagedIdentityLogger } from "./logger.ts";
+import { createMemoryStorage } from "./memory-storage.ts";
 import { defaultPlatform, type Platform } from "./platform/index.ts";
 import { normalizeResource } from "./resource.ts";
 import type { RetryOptions } from "./retry.ts";
@@ -215,7 +215,7 @@ export class ManagedIdentityClient {
   readonly #options: ManagedIdentityClientOptions;
   readonly #platform: Platform;
   readonly #env: EnvReader;
-  readonly #fetch: $Fetch;
+  readonly #fetch: FetchLike;
   readonly #cache: TokenCache;
   readonly #throttle: ThrottleCache | undefined;
   readonly #inFlight = new Map<string, Promise<TokenRecord>>();
@@ -238,13 +238,11 @@ export class ManagedIdentityClient {
       const value = read(name);
       return value === undefined || value === "" ? undefined : value;
     };
-    this.#fetch = createTransportFetch(
-      this.#options.fetch ?? ((input, init) => globalThis.fetch(input, init)),
-    );
-    this.#cache = new TokenCache(this.#options.storage ?? createStorage());
+    this.#fetch = this.#options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.#cache = new TokenCache(this.#options.storage ?? createMemoryStorage());
     const httpCache = this.#options.httpCache;
     this.#throttle =
-      httpCache === false ? undefined : new ThrottleCache(httpCache ?? createStorage());
+      httpCache === false ? undefined : new ThrottleCache(httpCache ?? createMemoryStorage());
   }
 
   /** The back-end in use: the forced `source` option, else the first detected in `DETECTION_ORDER`. */
@@ -415,7 +413,7 @@ export class ManagedIdentityClient {
     }
     // Pinning cannot be delegated to a caller's fetch: the platform's pinned fetch is used.
     return {
-      fetch: createTransportFetch((input, init) => pinnedFetch(input, init, thumbprint)),
+      fetch: (input, init) => pinnedFetch(input, init, thumbprint),
       timeout,
     };
   }

@@ -1,4 +1,3 @@
-import { type $Fetch, createFetch } from "ofetch";
 import { ManagedIdentityError, type ManagedIdentityErrorCode, sanitize } from "./errors.ts";
 import type { SourceDefinition, TokenRequest } from "./sources/types.ts";
 
@@ -14,7 +13,7 @@ export interface HttpResponse {
 
 /** How one request is sent. */
 export interface Transport {
-  fetch: $Fetch;
+  fetch: FetchLike;
   /** Per-attempt timeout in milliseconds. */
   timeout: number;
   /** The caller's abort signal. */
@@ -31,11 +30,6 @@ const OAUTH_ERROR_CODES = new Set<string>([
   "invalid_scope",
   "invalid_grant",
 ]);
-
-/** Wraps a fetch-compatible function for the transport. */
-export function createTransportFetch(fetch: FetchLike): $Fetch {
-  return createFetch({ fetch: fetch as typeof globalThis.fetch });
-}
 
 /** The request's full URL, query included. */
 export function requestUrl(request: TokenRequest): string {
@@ -96,17 +90,13 @@ export async function send(
   const body = requestBody(request);
   if (body !== undefined) headers["Content-Type"] = "application/x-www-form-urlencoded";
   try {
-    const response = await transport.fetch.raw(requestUrl(request), {
-      method: request.method,
-      headers,
-      body,
-      redirect: "manual",
-      retry: false,
-      ignoreResponseError: true,
-      responseType: "stream",
-      signal,
-    });
-    if (response.status >= 300 && response.status < 400) {
+    // Plain fetch, not a wrapper: redirects stay manual, retries and timeouts are ours, and the
+    // body is read as a capped stream.
+    const init: RequestInit = { method: request.method, headers, redirect: "manual", signal };
+    if (body !== undefined) init.body = body;
+    const response = await transport.fetch(requestUrl(request), init);
+    // Browsers hide a manual redirect behind an opaque response with status 0.
+    if (response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400)) {
       await response.body?.cancel().catch(() => {});
       throw new ManagedIdentityError(
         "redirect_refused",
@@ -153,7 +143,7 @@ export async function send(
   }
 }
 
-/** The error and its `cause` chain (ofetch wraps what fetch threw). */
+/** The error and its `cause` chain (a caller's fetch may wrap what it caught). */
 function causes(error: unknown): Error[] {
   const chain: Error[] = [];
   for (let current = error; current instanceof Error && chain.length < 5; current = current.cause) {

@@ -1,6 +1,7 @@
-import type { Storage } from "unstorage";
 import * as v from "valibot";
+import { sha256Hex } from "./hash.ts";
 import { type HttpResponse, requestBody, requestUrl } from "./http.ts";
+import type { KeyValueStorage } from "./memory-storage.ts";
 import { MAX_RETRY_AFTER_MS, parseRetryAfter } from "./retry.ts";
 import type { TokenRequest } from "./sources/types.ts";
 
@@ -15,15 +16,6 @@ const Remembered = v.object({
   retryAfter: v.optional(v.string()),
   until: v.number(),
 });
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
-  );
-  let hex = "";
-  for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
-  return hex;
-}
 
 /** Whether an answer is one the endpoint asked us not to repeat at once. */
 function isThrottling(response: HttpResponse): boolean {
@@ -40,9 +32,9 @@ function isThrottling(response: HttpResponse): boolean {
  * Successful answers and tokens are never stored here.
  */
 export class ThrottleCache {
-  readonly #storage: Storage;
+  readonly #storage: KeyValueStorage;
 
-  constructor(storage: Storage) {
+  constructor(storage: KeyValueStorage) {
     this.#storage = storage;
   }
 

@@ -1,4 +1,3 @@
-import { runtime } from "std-env";
 import { createBunPlatform } from "./bun.ts";
 import { createDenoPlatform } from "./deno.ts";
 import { createNodePlatform } from "./node.ts";
@@ -9,17 +8,29 @@ export type { AzureArcLocations, OperatingSystem, Platform, RuntimeName } from "
 
 let detected: Platform | undefined;
 
-/** The platform of the runtime this code runs in, detected once. */
+/**
+ * The platform of the runtime this code runs in, detected once from its globals. Only globals are
+ * looked at: reading environment variables here would need Deno's `--allow-env` for variables
+ * this package never uses (std-env does that on import, so it is not used).
+ */
 export function defaultPlatform(): Platform {
   if (!detected) {
+    const scope = globalThis as {
+      Deno?: unknown;
+      Bun?: unknown;
+      navigator?: { userAgent?: string };
+      process?: { versions?: { node?: string } };
+    };
     detected =
-      runtime === "deno"
+      scope.Deno !== undefined
         ? createDenoPlatform()
-        : runtime === "bun"
+        : scope.Bun !== undefined
           ? createBunPlatform()
-          : runtime === "node"
-            ? createNodePlatform("node")
-            : createWebPlatform(runtime === "workerd" ? "workerd" : "web");
+          : scope.navigator?.userAgent === "Cloudflare-Workers"
+            ? createWebPlatform("workerd")
+            : scope.process?.versions?.node
+              ? createNodePlatform("node")
+              : createWebPlatform("web");
   }
   return detected;
 }
