@@ -19,6 +19,12 @@ export {
   type ManagedIdentityClientOptions,
 } from "./client.ts";
 export {
+  type AzureAbortSignalLike,
+  type AzureAccessToken,
+  type AzureGetTokenOptions,
+  ManagedIdentityTokenCredential,
+} from "./credential.ts";
+export {
   isManagedIdentityError,
   ManagedIdentityError,
   type ManagedIdentityErrorCode,
