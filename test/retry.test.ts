@@ -161,6 +161,21 @@ describe("default retry policy (App Service and others)", () => {
   });
 });
 
+describe("deadline", () => {
+  it("ends the whole call at the deadline even when each attempt may take longer", async () => {
+    fakeTime();
+    server.handle(() => new Promise(() => {}));
+    const { client } = setup("imds", { timeout: 10_000, deadline: 100 });
+    const pending = failureOf(client.acquireTokenForClient({ resource: "https://r.example" }));
+    while (server.requests.length === 0) await flush(1);
+    // Only the deadline's 100 ms pass on the fake clock, far short of the 10 s attempt timeout.
+    await vi.advanceTimersByTimeAsync(100);
+    const error = await pending;
+    expect(error).toMatchObject({ code: "timeout", source: "imds" });
+    expect(error.message).toContain("within the 100 ms deadline");
+  });
+});
+
 describe("retry options", () => {
   it("retry: false makes every answer final", async () => {
     script({ status: 500 });
