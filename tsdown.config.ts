@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
-import { defineConfig } from "tsdown";
+import { resolve } from "node:path";
+import { defineConfig, type UserConfig } from "tsdown";
 
 /**
  * The source of every entry point the npm package may ship, by output name (`dist/<name>.mjs`).
@@ -7,11 +8,13 @@ import { defineConfig } from "tsdown";
  */
 export const ENTRY_POINTS: Readonly<Record<string, string>> = {
   index: "src/index.ts",
+  // The web build of `.`, for the `workerd`, `worker` and `browser` export conditions.
+  "index.web": "src/index.web.ts",
   emulator: "src/emulator/index.ts",
   cli: "src/cli/index.ts",
 };
 
-const OUTPUT = /^\.\/dist\/([\w-]+)\.mjs$/;
+const OUTPUT = /^\.\/dist\/([\w.-]+)\.mjs$/;
 
 /** The output names package.json ships: every `./dist/<name>.mjs` in `exports` and `bin`. */
 export function shippedEntryNames(packageJson: { exports?: unknown; bin?: unknown }): string[] {
@@ -48,8 +51,29 @@ function entries(): Record<string, string> {
   return result;
 }
 
-export default defineConfig({
-  entry: entries(),
+/** Output names of web builds: they get the web platform module (see {@link webPlatform}). */
+const WEB_BUILD = /\.web$/;
+/** The runtime detection the core links to, and the web build's stand-in for it. */
+export const RUNTIME_DETECTION: string = resolve("src/platform/index.ts");
+export const WEB_ONLY_PLATFORM: string = resolve("src/platform/index.web.ts");
+
+/**
+ * Resolves the core's import of the runtime detection (`src/platform/index.ts`, which reaches the
+ * Node, Deno and Bun platforms and the pinned TLS code) to the web-only `index.web.ts`. The core
+ * itself never sniffs: the build decides which platform module it is linked with.
+ */
+function webPlatform() {
+  return {
+    name: "managed-identity:web-platform",
+    resolveId(source: string, importer: string | undefined) {
+      if (!importer || !source.endsWith("platform/index.ts")) return null;
+      const target = resolve(importer, "..", source);
+      return target === RUNTIME_DETECTION ? WEB_ONLY_PLATFORM : null;
+    },
+  };
+}
+
+const common: UserConfig = {
   format: "esm",
   // The core is a Web-API build: the platform layer reaches Node built-ins without `node:` imports.
   platform: "neutral",
@@ -60,4 +84,19 @@ export default defineConfig({
   outDir: "dist",
   clean: true,
   report: false,
-});
+};
+
+function pick(all: Record<string, string>, web: boolean): Record<string, string> {
+  return Object.fromEntries(Object.entries(all).filter(([name]) => WEB_BUILD.test(name) === web));
+}
+
+const shipped = entries();
+const webEntries = pick(shipped, true);
+
+// Two builds: the web one cannot share chunks with the other, whose client links the detection.
+export default defineConfig([
+  { ...common, entry: pick(shipped, false) },
+  ...(Object.keys(webEntries).length > 0
+    ? [{ ...common, entry: webEntries, plugins: [webPlatform()] }]
+    : []),
+]);

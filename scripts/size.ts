@@ -1,21 +1,25 @@
 /**
  * The size budget of the core entry point: everything `@managed-identity/client` exports (the
  * client, every back-end, the memory cache and the dependencies they pull in), bundled from the
- * npm build by esbuild as a Cloudflare Worker build would, minified and gzipped. Prints the size
- * and what each dependency adds; exits 1 when over budget. Run after `npm run build`.
+ * npm build by esbuild as a Cloudflare Worker build would, minified and gzipped. The `workerd`
+ * condition resolves it to the web build (dist/index.web.mjs), which is what a Worker gets.
+ * Prints the size and what each dependency adds; exits 1 when over budget. Run after
+ * `npm run build`.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
+import { RUNTIME_DETECTION, WEB_ONLY_PLATFORM } from "../tsdown.config.ts";
 
 /**
- * The enforced ceiling for the gzipped core entry point, in bytes. Issue 6 asks for 8 KiB; with
- * every back-end, valibot and the engine the entry measured 15.4 KB after ofetch, std-env and the
- * default unstorage instance were taken out, so the target is not met yet. This ceiling stops
- * regressions while that stays open; it must only ever come down.
+ * The enforced ceiling for the gzipped core entry a Worker gets, in bytes. Issue 6 asks for 8 KiB;
+ * with every back-end, valibot and the engine the web build measured 13.8 KB after ofetch, std-env,
+ * the default unstorage instance and the Node/Deno/Bun platform code were taken out of it, so the
+ * target is not met yet. This ceiling stops regressions while that stays open; it only comes down.
  */
-export const BUDGET_BYTES = 16 * 1024;
+export const BUDGET_BYTES = 14 * 1024;
 /** The issue's target, printed beside the result. */
 const TARGET_BYTES = 8 * 1024;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -23,6 +27,8 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 interface Measure {
   minified: number;
   gzipped: number;
+  /** Whether the bundle reaches Node built-ins (the pinned TLS of the full build does). */
+  nodeBuiltins: boolean;
 }
 
 /** Bundles the package entry as a Worker build does; `external` packages are left out. */
@@ -48,21 +54,31 @@ async function measure(
     logLevel: "silent",
   });
   const code = result.outputFiles[0]?.contents ?? new Uint8Array();
-  return { minified: code.byteLength, gzipped: gzipSync(code, { level: 9 }).byteLength };
+  return {
+    minified: code.byteLength,
+    gzipped: gzipSync(code, { level: 9 }).byteLength,
+    nodeBuiltins: new TextDecoder().decode(code).includes("node:tls"),
+  };
 }
 
 const packageJson = JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")) as {
   dependencies?: Record<string, string>;
 };
-if (!existsSync(`${ROOT}dist/index.mjs`)) {
-  console.error("dist/index.mjs is missing: run `npm run build` first.");
+if (!existsSync(`${ROOT}dist/index.mjs`) || !existsSync(`${ROOT}dist/index.web.mjs`)) {
+  console.error("dist/index.mjs or dist/index.web.mjs is missing: run `npm run build` first.");
   process.exit(1);
 }
 const dependencies = Object.keys(packageJson.dependencies ?? {});
 const total = await measure();
 const own = await measure(dependencies);
+if (total.nodeBuiltins) {
+  console.error(
+    "The Worker bundle contains the Node platform code: package.json `exports` no longer sends the workerd condition to the web build.",
+  );
+  process.exit(1);
+}
 console.log(
-  `core entry (esbuild, browser/workerd conditions, minified, gzip -9): ${total.gzipped} bytes gzipped (${total.minified} minified); budget ${BUDGET_BYTES} bytes`,
+  `core entry, web build (esbuild, browser/workerd conditions, minified, gzip -9): ${total.gzipped} bytes gzipped (${total.minified} minified); budget ${BUDGET_BYTES} bytes`,
 );
 console.log(`  this package's own code: ${own.gzipped} bytes gzipped (${own.minified} minified)`);
 for (const dependency of dependencies) {
@@ -74,9 +90,19 @@ for (const dependency of dependencies) {
       : `  ${dependency}: +${total.gzipped - without.gzipped} bytes gzipped (+${added} minified)`,
   );
 }
-// Where this package's own bytes go, by source file (minified, before gzip).
+/** The swap tsdown.config.ts makes for the web build, so the sources below are what it bundles. */
+const webPlatform: Plugin = {
+  name: "web-platform",
+  setup(builder) {
+    builder.onResolve({ filter: /platform\/index\.ts$/ }, ({ path, resolveDir }) =>
+      resolve(resolveDir, path) === RUNTIME_DETECTION ? { path: WEB_ONLY_PLATFORM } : undefined,
+    );
+  },
+};
+// Where this package's own bytes go in the web build, by source file (minified, before gzip).
 const sources = await build({
-  entryPoints: [`${ROOT}src/index.ts`],
+  entryPoints: [`${ROOT}src/index.web.ts`],
+  plugins: [webPlatform],
   bundle: true,
   minify: true,
   format: "esm",
@@ -99,7 +125,7 @@ console.log(
 );
 const node = await measure([], "node");
 console.log(
-  `for comparison, the same entry bundled for Node (--platform=node, as a serverless bundle): ${node.gzipped} bytes gzipped (${node.minified} minified)`,
+  `for comparison, the full entry (dist/index.mjs: Node, Deno and Bun platforms, TLS pinning) bundled for Node (--platform=node, as a serverless bundle): ${node.gzipped} bytes gzipped (${node.minified} minified)`,
 );
 if (total.gzipped > BUDGET_BYTES) {
   console.error(

@@ -11,41 +11,9 @@
  * ```
  * @module
  */
-export { CACHE_KEY_PREFIX } from "./cache.ts";
-export {
-  type AccessTokenResult,
-  type AcquireTokenOptions,
-  ManagedIdentityClient,
-  type ManagedIdentityClientOptions,
-} from "./client.ts";
-export {
-  type AzureAbortSignalLike,
-  type AzureAccessToken,
-  type AzureGetTokenOptions,
-  ManagedIdentityTokenCredential,
-} from "./credential.ts";
-export {
-  isManagedIdentityError,
-  ManagedIdentityError,
-  type ManagedIdentityErrorCode,
-  type ManagedIdentityErrorDetails,
-} from "./errors.ts";
-export type { FetchLike } from "./http.ts";
-export {
-  type ManagedIdentityConfig,
-  type ManagedIdentityInput,
-  SystemAssignedManagedIdentity,
-  type UserAssignedIdKind,
-  UserAssignedManagedIdentity,
-  type UserAssignedManagedIdentityOptions,
-} from "./identity.ts";
-export type {
-  ManagedIdentityLogEvent,
-  ManagedIdentityLogEventType,
-  ManagedIdentityLogger,
-} from "./logger.ts";
-export type { OperatingSystem, Platform, RuntimeName } from "./platform/index.ts";
-export type { RetryOptions } from "./retry.ts";
-export { DETECTION_ORDER } from "./sources/index.ts";
-export type { ManagedIdentitySource, SourceDefinition } from "./sources/types.ts";
-export { THROTTLE_KEY_PREFIX } from "./throttle.ts";
+export * from "./index.web.ts";
+// The platforms of the runtimes with files and TLS pinning, for tests and unusual installs (for
+// example an Azure Arc agent in another folder). Not in the web build: see src/index.web.ts.
+export { createBunPlatform } from "./platform/bun.ts";
+export { createDenoPlatform } from "./platform/deno.ts";
+export { createNodePlatform, type PlatformOptions } from "./platform/node.ts";

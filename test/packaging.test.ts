@@ -93,9 +93,24 @@ describe("npm and JSR describe the same package", () => {
     const name = distName(subpath);
     // tsdown builds dist/<name>.mjs from ENTRY_POINTS[name]: it must be the JSR source.
     expect(`./${ENTRY_POINTS[name]}`).toBe(source);
-    const target = packageJson.exports[subpath] as Record<string, string>;
+    const exported = packageJson.exports[subpath] as Record<string, unknown>;
+    // `.` sends Workers and browsers to its web build; every other runtime gets `default`.
+    const target = (subpath === "." ? exported.default : exported) as Record<string, string>;
     expect(Object.keys(target)[0], "types come first").toBe("types");
     expect(target).toEqual({ types: `./dist/${name}.d.mts`, default: `./dist/${name}.mjs` });
+  });
+
+  it("export .: the web conditions get the web build of the same source", () => {
+    // src/index.web.ts is src/index.ts without the Node, Deno and Bun platforms (JSR serves
+    // src/index.ts to Deno); test/runtimes/web-build.test.ts compares the two builds' exports.
+    expect(ENTRY_POINTS["index.web"]).toBe("src/index.web.ts");
+    const web = { types: "./dist/index.web.d.mts", default: "./dist/index.web.mjs" };
+    expect(packageJson.exports["."]).toEqual({
+      workerd: web,
+      worker: web,
+      browser: web,
+      default: { types: "./dist/index.d.mts", default: "./dist/index.mjs" },
+    });
   });
 
   it("is ESM only and free of side effects", () => {

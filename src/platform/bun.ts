@@ -1,4 +1,4 @@
-import { createNodePlatform, type NodePlatformOptions } from "./node.ts";
+import { createNodeLikePlatform, type PlatformOptions } from "./node.ts";
 import type { Platform } from "./types.ts";
 
 /**
@@ -7,6 +7,6 @@ import type { Platform } from "./types.ts";
  * raw certificate at `secureConnect` before any byte is written, and `node:http` sends the request
  * over the socket handed to it by `createConnection`. So this is Node's platform under Bun's name.
  */
-export function createBunPlatform(options: NodePlatformOptions = {}): Platform {
-  return createNodePlatform("bun", options);
+export function createBunPlatform(options: PlatformOptions = {}): Platform {
+  return createNodeLikePlatform("bun", options);
 }

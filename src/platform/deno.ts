@@ -1,4 +1,4 @@
-import { arcLocations, type NodePlatformOptions } from "./node.ts";
+import { arcLocations, type PlatformOptions } from "./node.ts";
 import { createPinnedFetch } from "./pinned-tls.ts";
 import type { OperatingSystem, Platform } from "./types.ts";
 
@@ -39,7 +39,7 @@ function denoOs(os: string): OperatingSystem {
  * written, and `node:http` sending over the socket given by `createConnection`
  * (test/platform/runtime-pinning.test.ts runs it). It needs `--allow-net` for the endpoint.
  */
-export function createDenoPlatform(options: NodePlatformOptions = {}): Platform {
+export function createDenoPlatform(options: PlatformOptions = {}): Platform {
   const deno = (globalThis as { Deno?: DenoNamespace }).Deno as DenoNamespace;
   // Deno 2 provides Node's `process` global, with getBuiltinModule, next to its own namespace.
   const process = (globalThis as { process?: { getBuiltinModule?(id: string): unknown } }).process;

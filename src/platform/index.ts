@@ -29,7 +29,7 @@ export function defaultPlatform(): Platform {
           : scope.navigator?.userAgent === "Cloudflare-Workers"
             ? createWebPlatform("workerd")
             : scope.process?.versions?.node
-              ? createNodePlatform("node")
+              ? createNodePlatform()
               : createWebPlatform("web");
   }
   return detected;

@@ -1,8 +1,8 @@
 import { createPinnedFetch } from "./pinned-tls.ts";
 import type { AzureArcLocations, OperatingSystem, Platform } from "./types.ts";
 
-/** Options of {@link createNodePlatform} (and of the Bun and Deno platforms). */
-export interface NodePlatformOptions {
+/** Options of {@link createNodePlatform}, `createBunPlatform` and `createDenoPlatform`. */
+export interface PlatformOptions {
   /**
    * The folder where Azure Arc's challenge key files are accepted, instead of the agent's; for
    * tests (a temporary folder) and unusual installs. End it with the path separator.
@@ -50,11 +50,16 @@ function nodeOs(platform: string): OperatingSystem {
 }
 
 /** The Azure Arc overrides of the options, or undefined when there are none. */
-export function arcLocations(options: NodePlatformOptions): AzureArcLocations | undefined {
+export function arcLocations(options: PlatformOptions): AzureArcLocations | undefined {
   const { arcTokensFolder, arcAgentFile } = options;
   return arcTokensFolder === undefined && arcAgentFile === undefined
     ? undefined
     : { tokensFolder: arcTokensFolder, agentFile: arcAgentFile };
+}
+
+/** Node.js: its environment, files and pinned TLS. */
+export function createNodePlatform(options: PlatformOptions = {}): Platform {
+  return createNodeLikePlatform("node", options);
 }
 
 /**
@@ -62,10 +67,7 @@ export function arcLocations(options: NodePlatformOptions): AzureArcLocations | 
  * from `process.getBuiltinModule`, so bundlers for other runtimes never see a `node:` import.
  * TLS pinning uses `node:tls`: the leaf certificate is checked before the request is written.
  */
-export function createNodePlatform(
-  name: "node" | "bun" = "node",
-  options: NodePlatformOptions = {},
-): Platform {
+export function createNodeLikePlatform(name: "node" | "bun", options: PlatformOptions): Platform {
   const process = (globalThis as { process?: NodeProcess }).process;
   const load = process?.getBuiltinModule?.bind(process);
   const fs = load?.("node:fs") as NodeFs | undefined;

@@ -53,6 +53,22 @@ function fail(code: ManagedIdentityErrorCode, message: string): never {
   throw new ManagedIdentityError(code, message, { source: "azure-arc", status: 401 });
 }
 
+/**
+ * Fails before anything is sent where the challenge could never be answered: outside Linux and
+ * Windows, or on a runtime without file access (Workers).
+ */
+function requireKeyFileAccess(platform: Platform): void {
+  const where = locations(platform);
+  if (where?.tokensFolder && platform.realPath && platform.readTextFile) return;
+  throw new ManagedIdentityError(
+    "capability_unavailable",
+    where
+      ? `The Azure Arc challenge needs the agent's tokens folder on the file system, which this runtime (${platform.name}) cannot read; nothing was sent.`
+      : `Azure Arc managed identity is supported on Linux and Windows only, not on ${platform.os ?? `this runtime (${platform.name})`}; nothing was sent.`,
+    { source: "azure-arc" },
+  );
+}
+
 /** Validates the challenge's key file path and reads the key, refusing anything unexpected. */
 async function readKey(realm: string, platform: Platform): Promise<string> {
   const shown = sanitize(realm);
@@ -119,7 +135,8 @@ export const azureArc: SourceDefinition = {
     const agentFile = locations(platform)?.agentFile;
     return agentFile !== undefined && platform.fileExists?.(agentFile) === true;
   },
-  createRequest({ env, identity, resource }) {
+  createRequest({ env, identity, resource, platform }) {
+    requireKeyFileAccess(platform);
     return {
       method: "GET",
       url: env(ENDPOINT_VARIABLE) ?? DEFAULT_ENDPOINT,

@@ -255,7 +255,7 @@ describe("node platform: files", () => {
   it("carries the Azure Arc location overrides, and none by default", () => {
     expect(createNodePlatform().azureArc).toBeUndefined();
     expect(
-      createNodePlatform("node", { arcTokensFolder: "/tmp/t/", arcAgentFile: "/tmp/a" }).azureArc,
+      createNodePlatform({ arcTokensFolder: "/tmp/t/", arcAgentFile: "/tmp/a" }).azureArc,
     ).toEqual({ tokensFolder: "/tmp/t/", agentFile: "/tmp/a" });
     expect(createBunPlatform({ arcTokensFolder: "/tmp/t/" })).toMatchObject({
       name: "bun",

@@ -64,12 +64,20 @@ export function expectedCounts(runtime: RuntimeUnderTest): { passed: number; ski
   return { passed: cases.length - skipped + 1, skipped };
 }
 
+/** A Worker bundled as Wrangler would bundle it. */
+export interface WorkerBundle {
+  /** The single module's source. */
+  code: string;
+  /** The files that went into it, relative to the repository root (`dist/index.web.mjs`, …). */
+  inputs: string[];
+}
+
 /**
  * Bundles a Worker entry the way Wrangler does (esbuild, ESM, the `workerd`/`worker`/`browser`
  * export conditions), resolving `@managed-identity/client` through package.json `exports` to the
- * npm build. Returns the single module's source.
+ * npm build: its web build, dist/index.web.mjs.
  */
-export async function bundleWorker(entry: string): Promise<string> {
+export async function bundleWorker(entry: string): Promise<WorkerBundle> {
   const result = await build({
     entryPoints: [entry],
     absWorkingDir: ROOT,
@@ -79,9 +87,10 @@ export async function bundleWorker(entry: string): Promise<string> {
     conditions: ["workerd", "worker", "browser"],
     target: "es2022",
     write: false,
+    metafile: true,
     logLevel: "silent",
   });
   const output = result.outputFiles[0];
   if (!output) throw new Error(`esbuild produced nothing for ${entry}`);
-  return output.text;
+  return { code: output.text, inputs: Object.keys(result.metafile.inputs) };
 }

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type ChildResult, expectedCounts, runBinary } from "./children.ts";
 import { type LocalEndpoints, startLocalEndpoints } from "./endpoints.ts";
+import { expectedTotals } from "./suite.ts";
 
 let endpoints: LocalEndpoints;
 let result: ChildResult;
@@ -15,6 +16,7 @@ beforeAll(async () => {
       // Only the variables the suite sets: the package reads nothing else.
       `--allow-env=${Object.keys(endpoints.env).join(",")}`,
       "--allow-net=127.0.0.1",
+      // The runner's dynamic import of the entry needs it too, besides Arc's key file.
       "--allow-read",
       "test/runtimes/deno/runtime_test.ts",
     ],
@@ -27,13 +29,21 @@ afterAll(() => endpoints?.close());
 
 it("deno test runs the whole neutral suite and passes", () => {
   const { passed, skipped } = expectedCounts("deno");
-  const summary = `ok | ${passed} passed | 0 failed | ${skipped} ignored`;
-  expect(result.output.includes(summary), `expected "${summary}" in:\n${result.output}`).toBe(true);
+  // Deno leaves out "| 0 ignored" when nothing was ignored.
+  const summary = /^ok \| (\d+) passed \| (\d+) failed(?: \| (\d+) ignored)? /m.exec(result.output);
+  expect(
+    {
+      passed: Number(summary?.[1]),
+      failed: Number(summary?.[2]),
+      ignored: Number(summary?.[3] ?? 0),
+    },
+    result.output,
+  ).toEqual({ passed, failed: 0, ignored: skipped });
   expect(result.exitCode).toBe(0);
 });
 
-it("the Deno client went to the network once per back-end and client, then to its cache", () => {
-  expect(endpoints.issued).toEqual({ imds: 2, appService: 1 });
+it("the endpoints received exactly what the suite asked for (the rest came from the cache)", () => {
+  expect(endpoints.issued).toEqual(expectedTotals("deno"));
 });
 
 // Runtime detection looks only at globals, so a restricted --allow-env is enough (it once used

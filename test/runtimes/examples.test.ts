@@ -71,9 +71,13 @@ describe("examples", () => {
 
   it("Cloudflare Worker: examples/cloudflare-worker, bundled, env from bindings", async () => {
     const before = endpoints.issued.appService;
+    const bundle = await bundleWorker(`${ROOT}examples/cloudflare-worker/src/index.ts`);
+    // Wrangler's conditions pick the web build: no Node platform code in the Worker.
+    expect(bundle.inputs).toContain("dist/index.web.mjs");
+    expect(bundle.code).not.toContain("node:tls");
     const worker = new Miniflare({
       modules: true,
-      script: await bundleWorker(`${ROOT}examples/cloudflare-worker/src/index.ts`),
+      script: bundle.code,
       compatibilityDate: "2025-09-01",
       bindings: endpoints.env,
     });

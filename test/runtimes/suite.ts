@@ -22,7 +22,59 @@ export const ENDPOINT_VARIABLES = {
   /** The App Service endpoint and its secret. */
   appServiceEndpoint: "IDENTITY_ENDPOINT",
   appServiceSecret: "IDENTITY_HEADER",
+  /** `GET` returns the {@link EndpointCounts} so far. */
+  counts: "RUNTIME_MATRIX_COUNTS_URL",
+  /**
+   * Azure Arc's endpoint and the temporary tokens folder its challenges name. Under test-only
+   * names: as IDENTITY_ENDPOINT and IMDS_ENDPOINT they would select Arc for every case, so the Arc
+   * cases pass them to their client through the `env` option.
+   */
+  arcEndpoint: "RUNTIME_MATRIX_ARC_ENDPOINT",
+  arcTokensFolder: "RUNTIME_MATRIX_ARC_TOKENS_FOLDER",
+  /** Service Fabric's HTTPS endpoint, its secret and its certificate's SHA-1 thumbprint. */
+  serviceFabricEndpoint: "RUNTIME_MATRIX_SERVICE_FABRIC_ENDPOINT",
+  serviceFabricSecret: "RUNTIME_MATRIX_SERVICE_FABRIC_SECRET",
+  serviceFabricThumbprint: "RUNTIME_MATRIX_SERVICE_FABRIC_THUMBPRINT",
 } as const;
+
+/** What the local endpoints received (see endpoints.ts). */
+export interface EndpointCounts {
+  /** Token requests to IMDS and App Service. */
+  imds: number;
+  appService: number;
+  /** Azure Arc: unauthenticated requests (each answered with a 401 and a new key file). */
+  arcChallenges: number;
+  /** Azure Arc: tokens issued to requests that carried a key. */
+  arc: number;
+  /** Service Fabric: TCP connections accepted, whether or not a request followed. */
+  serviceFabricConnections: number;
+  /** Service Fabric: HTTP requests received (only ever after a handshake). */
+  serviceFabric: number;
+}
+
+/** What the endpoints must have received once a runtime's whole suite has run. */
+export function expectedTotals(runtime: RuntimeUnderTest): EndpointCounts {
+  // IMDS: one success + one 400; App Service: one success. Elsewhere than workerd, Arc: one token
+  // and one challenge refused for its folder; Service Fabric: one request over two handshakes
+  // (the wrong pin closes the second before writing). Under workerd nothing reaches either..
+  return runtime === "workerd"
+    ? {
+        imds: 2,
+        appService: 1,
+        arcChallenges: 0,
+        arc: 0,
+        serviceFabricConnections: 0,
+        serviceFabric: 0,
+      }
+    : {
+        imds: 2,
+        appService: 1,
+        arcChallenges: 2,
+        arc: 1,
+        serviceFabricConnections: 2,
+        serviceFabric: 1,
+      };
+}
 
 /** A resource the local IMDS endpoint answers with HTTP 400 "identity not found". */
 export const UNKNOWN_RESOURCE = "https://unassigned.example";
@@ -212,25 +264,179 @@ export function runtimeSuite(context: RuntimeContext): RuntimeCase[] {
     );
   }
 
-  // HOOK (Azure Arc key file): once src/sources/azure-arc.ts is in DETECTION_ORDER, add a case
-  // for node/deno/bun where the runner writes a key file in a temp folder and the local endpoint
-  // answers the first request with 401 + `WWW-Authenticate: Basic realm=<file>`; expect a token.
-  // Under workerd expect `capability_unavailable`. Needs: an Arc handler in endpoints.ts and the
-  // temp folder's path passed in the env (the Worker cannot create files).
-  cases.push({
-    name: "Azure Arc: reads the challenge key file (hook)",
-    skip: "wired when the Arc back-end lands (see HOOK above)",
-    async run() {},
+  const variable = (name: keyof typeof ENDPOINT_VARIABLES): string => {
+    const value = context.env[ENDPOINT_VARIABLES[name]];
+    check(value, `the runner must pass ${ENDPOINT_VARIABLES[name]}`);
+    return value;
+  };
+  const counts = async (): Promise<EndpointCounts> =>
+    (await (await fetch(variable("counts"))).json()) as EndpointCounts;
+  /** The Arc variables, as the agent's machine sets them (IMDS_ENDPOINT only selects Arc). */
+  const arcEnv = () => ({ IDENTITY_ENDPOINT: variable("arcEndpoint"), IMDS_ENDPOINT: imdsHost });
+  const fabricEnv = (thumbprint: string) => ({
+    IDENTITY_ENDPOINT: variable("serviceFabricEndpoint"),
+    IDENTITY_HEADER: variable("serviceFabricSecret"),
+    IDENTITY_SERVER_THUMBPRINT: thumbprint,
   });
-  // HOOK (Service Fabric pinned TLS): once src/sources/service-fabric.ts is in DETECTION_ORDER,
-  // add a case where endpoints.ts serves HTTPS with a self-signed certificate and passes its SHA-1
-  // thumbprint as IDENTITY_SERVER_THUMBPRINT: expect a token under runtimes whose platform pins,
-  // `capability_unavailable` (nothing sent) where it cannot (workerd), and a pin mismatch refused.
-  cases.push({
-    name: "Service Fabric: TLS pinned to the thumbprint, or a clear refusal (hook)",
-    skip: "wired when the Service Fabric back-end lands (see HOOK above)",
-    async run() {},
-  });
+
+  if (runtime === "workerd") {
+    cases.push(
+      {
+        name: "workerd: Azure Arc fails with capability_unavailable naming workerd, nothing sent",
+        async run() {
+          const client = new pkg.ManagedIdentityClient(new pkg.SystemAssignedManagedIdentity(), {
+            env: arcEnv(),
+          });
+          equal(client.getManagedIdentitySource(), "azure-arc", "detected source");
+          const before = await counts();
+          const error = await rejection(
+            client.acquireTokenForClient({ resource: "https://management.azure.com" }),
+            "Azure Arc without a file system",
+          );
+          check(pkg.isManagedIdentityError(error), "isManagedIdentityError");
+          equal(error.code, "capability_unavailable", "code");
+          equal(error.source, "azure-arc", "source");
+          check(error.message.includes("workerd"), `the message names workerd: ${error.message}`);
+          equal(
+            (await counts()).arcChallenges,
+            before.arcChallenges,
+            "requests to the Arc endpoint",
+          );
+        },
+      },
+      {
+        name: "workerd: Service Fabric fails with capability_unavailable naming workerd, nothing sent",
+        async run() {
+          const client = new pkg.ManagedIdentityClient(new pkg.SystemAssignedManagedIdentity(), {
+            env: fabricEnv(variable("serviceFabricThumbprint")),
+          });
+          equal(client.getManagedIdentitySource(), "service-fabric", "detected source");
+          const before = await counts();
+          const error = await rejection(
+            client.acquireTokenForClient({ resource: "https://vault.azure.net" }),
+            "Service Fabric without TLS pinning",
+          );
+          check(pkg.isManagedIdentityError(error), "isManagedIdentityError");
+          equal(error.code, "capability_unavailable", "code");
+          equal(error.source, "service-fabric", "source");
+          check(error.message.includes("workerd"), `the message names workerd: ${error.message}`);
+          const after = await counts();
+          equal(after.serviceFabricConnections, before.serviceFabricConnections, "TLS connections");
+          equal(after.serviceFabric, before.serviceFabric, "requests");
+        },
+      },
+    );
+    return cases;
+  }
+
+  /** This runtime's own platform, with Arc's tokens folder moved to the temporary one. */
+  const platformWithArcFolder = (): Package.Platform => {
+    const options = { arcTokensFolder: variable("arcTokensFolder") };
+    const platform =
+      runtime === "deno"
+        ? pkg.createDenoPlatform(options)
+        : runtime === "bun"
+          ? pkg.createBunPlatform(options)
+          : pkg.createNodePlatform(options);
+    equal(platform.name, runtime, "platform name");
+    return platform;
+  };
+
+  cases.push(
+    {
+      name: "Azure Arc: answers the 401 challenge with the key file it names, then the cache",
+      async run() {
+        const client = new pkg.ManagedIdentityClient(new pkg.SystemAssignedManagedIdentity(), {
+          env: arcEnv(),
+          platform: platformWithArcFolder(),
+        });
+        equal(client.getManagedIdentitySource(), "azure-arc", "detected source");
+        const before = await counts();
+        const first = await client.acquireTokenForClient({
+          resource: "https://management.azure.com",
+        });
+        equal(first.source, "azure-arc", "back-end");
+        equal(first.tokenSource, "identity_provider", "first token source");
+        // The endpoint issues `arc-` tokens only for the key of a file it wrote for a challenge.
+        check(first.accessToken.startsWith("arc-"), "the token came from the Arc endpoint");
+        const after = await counts();
+        equal(after.arcChallenges, before.arcChallenges + 1, "challenges");
+        equal(after.arc, before.arc + 1, "tokens issued");
+        const second = await client.acquireTokenForClient({
+          resource: "https://management.azure.com",
+        });
+        equal(second.tokenSource, "cache", "second token source");
+        equal(second.accessToken, first.accessToken, "cached token");
+      },
+    },
+    {
+      name: "Azure Arc: a challenge naming a file outside the agent's tokens folder is refused",
+      async run() {
+        // The runtime's default platform: the agent's folder, which the temporary one is not.
+        const client = new pkg.ManagedIdentityClient(new pkg.SystemAssignedManagedIdentity(), {
+          env: arcEnv(),
+        });
+        const before = await counts();
+        const error = await rejection(
+          client.acquireTokenForClient({ resource: "https://management.azure.com" }),
+          "a key file outside /var/opt/azcmagent/tokens/",
+        );
+        check(pkg.isManagedIdentityError(error), "isManagedIdentityError");
+        equal(error.code, "invalid_response", "code");
+        equal(error.source, "azure-arc", "source");
+        check(error.message.includes("tokens folder"), `the message says why: ${error.message}`);
+        const after = await counts();
+        equal(after.arcChallenges, before.arcChallenges + 1, "challenges");
+        equal(after.arc, before.arc, "tokens issued");
+      },
+    },
+    {
+      name: "Service Fabric: a token over TLS pinned to the server's certificate thumbprint",
+      async run() {
+        const client = new pkg.ManagedIdentityClient(
+          new pkg.SystemAssignedManagedIdentity(),
+          // The runtime's default platform: pinning must work without any setup.
+          { env: fabricEnv(variable("serviceFabricThumbprint")) },
+        );
+        equal(client.getManagedIdentitySource(), "service-fabric", "detected source");
+        const before = await counts();
+        const token = await client.acquireTokenForClient({ resource: "https://vault.azure.net" });
+        equal(token.source, "service-fabric", "back-end");
+        equal(token.tokenSource, "identity_provider", "token source");
+        // The endpoint issues `fabric-` tokens only to requests carrying its secret header.
+        check(token.accessToken.startsWith("fabric-"), "the token came from the Fabric endpoint");
+        const after = await counts();
+        equal(after.serviceFabricConnections, before.serviceFabricConnections + 1, "connections");
+        equal(after.serviceFabric, before.serviceFabric + 1, "requests");
+      },
+    },
+    {
+      name: "Service Fabric: another thumbprint is refused with certificate_mismatch, nothing sent",
+      async run() {
+        const real = variable("serviceFabricThumbprint");
+        // The real thumbprint with its first hex digit changed: one bit of difference is enough.
+        const wrong = `${real[0] === "0" ? "1" : "0"}${real.slice(1)}`;
+        const client = new pkg.ManagedIdentityClient(new pkg.SystemAssignedManagedIdentity(), {
+          env: fabricEnv(wrong),
+        });
+        const before = await counts();
+        const error = await rejection(
+          client.acquireTokenForClient({ resource: "https://vault.azure.net" }),
+          "a pin the server's certificate does not match",
+        );
+        check(pkg.isManagedIdentityError(error), "isManagedIdentityError");
+        equal(error.code, "certificate_mismatch", "code");
+        equal(error.source, "service-fabric", "source");
+        check(
+          !error.message.includes(variable("serviceFabricSecret")),
+          "the message does not carry the secret",
+        );
+        // The driver checks the totals again once the child has exited, so a request arriving
+        // after this point is still caught.
+        equal((await counts()).serviceFabric, before.serviceFabric, "requests");
+      },
+    },
+  );
 
   return cases;
 }

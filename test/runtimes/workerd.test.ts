@@ -1,9 +1,9 @@
 /** Driver: runs the neutral suite inside workerd (miniflare), from the bundled npm build. */
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bundleWorker, ROOT } from "./children.ts";
+import { bundleWorker, ROOT, type WorkerBundle } from "./children.ts";
 import { type LocalEndpoints, startLocalEndpoints } from "./endpoints.ts";
-import { type PackageModule, runtimeSuite } from "./suite.ts";
+import { expectedTotals, type PackageModule, runtimeSuite } from "./suite.ts";
 
 interface WorkerReport {
   userAgent: string;
@@ -12,13 +12,15 @@ interface WorkerReport {
 
 let endpoints: LocalEndpoints;
 let report: WorkerReport;
+let bundle: WorkerBundle;
 
 beforeAll(async () => {
   endpoints = await startLocalEndpoints();
   const started = performance.now();
+  bundle = await bundleWorker(`${ROOT}test/runtimes/workerd/worker.js`);
   const worker = new Miniflare({
     modules: true,
-    script: await bundleWorker(`${ROOT}test/runtimes/workerd/worker.js`),
+    script: bundle.code,
     // No nodejs_compat flag: the core must run on Web APIs alone.
     compatibilityDate: "2025-09-01",
     // The Worker's env: the only place the client may find its environment.
@@ -37,6 +39,13 @@ afterAll(() => endpoints?.close());
 
 it("ran inside workerd", () => {
   expect(report.userAgent).toBe("Cloudflare-Workers");
+});
+
+it("the Worker got the web build, without the Node, Deno and Bun platforms", () => {
+  expect(bundle.inputs).toContain("dist/index.web.mjs");
+  expect(bundle.inputs).not.toContain("dist/index.mjs");
+  // The pinned TLS code loads node:tls by name; the web build never mentions it.
+  expect(bundle.code).not.toContain("node:tls");
 });
 
 describe("workerd", () => {
@@ -61,6 +70,6 @@ describe("workerd", () => {
   });
 });
 
-it("the Worker's client went to the network once per back-end and client, then to its cache", () => {
-  expect(endpoints.issued).toEqual({ imds: 2, appService: 1 });
+it("the Worker's endpoints received exactly what the suite asked for: nothing for Arc or Fabric", () => {
+  expect(endpoints.issued).toEqual(expectedTotals("workerd"));
 });

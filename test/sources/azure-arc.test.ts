@@ -125,7 +125,7 @@ describe("azure-arc", () => {
     });
 
   const platform = (overrides: Partial<Platform> = {}): Platform => ({
-    ...createNodePlatform("node", { arcTokensFolder: tokens }),
+    ...createNodePlatform({ arcTokensFolder: tokens }),
     os: "linux",
     ...overrides,
   });
@@ -255,7 +255,8 @@ describe("azure-arc", () => {
       const error = await failure(acquire(client(undefined, platform({ os: "darwin" }))));
       expect(error).toMatchObject({ code: "capability_unavailable", source: "azure-arc" });
       expect(error.message).toMatch(/Linux and Windows only, not on darwin/);
-      expect(server.requests).toHaveLength(1);
+      // Refused before the first request: the challenge could never be answered.
+      expect(server.requests).toHaveLength(0);
     });
 
     it("refuses where the runtime has no file system", async () => {
@@ -264,6 +265,7 @@ describe("azure-arc", () => {
       const error = await failure(acquire(client(undefined, web)));
       expect(error).toMatchObject({ code: "capability_unavailable", source: "azure-arc" });
       expect(error.message).toMatch(/\(web\) cannot read/);
+      expect(server.requests).toHaveLength(0);
     });
   });
 
@@ -377,7 +379,7 @@ describe("azure-arc", () => {
 
     it("is selected by the agent file alone, and defaults to the agent's endpoint", async () => {
       const agentFile = join(root, "himds");
-      const withAgent = createNodePlatform("node", { arcAgentFile: agentFile });
+      const withAgent = createNodePlatform({ arcAgentFile: agentFile });
       const linux = { ...withAgent, os: "linux" as const };
       const mi = (onPlatform: Platform) =>
         new ManagedIdentityClient(new SystemAssignedManagedIdentity(), {
@@ -388,7 +390,7 @@ describe("azure-arc", () => {
       await writeFile(agentFile, "");
       expect(mi(linux).getManagedIdentitySource()).toBe("azure-arc");
       expect(mi({ ...withAgent, os: "darwin" }).getManagedIdentitySource()).toBe("imds");
-      const request = await azureArc.createRequest(sourceContext({}));
+      const request = await azureArc.createRequest(sourceContext({}, { platform: linux }));
       expect(request.url).toBe("http://127.0.0.1:40342/metadata/identity/oauth2/token");
     });
 
