@@ -17,15 +17,19 @@ const StoredToken = v.object({
   resource: v.string(),
 });
 
-/** Identifies one cache entry: the back-end, the identity (kind and id) and the resource. */
+/**
+ * Identifies one cache entry: the back-end and its environment's partition (see
+ * `SourceDefinition.partitionVariables`), the identity (kind and id) and the resource.
+ */
 export function cacheIdentity(
   source: ManagedIdentitySource,
+  partition: readonly (string | undefined)[],
   identity: ManagedIdentityId,
   resource: string,
 ): string {
   // Ids are GUIDs or ARM paths, both case-insensitive; the resource is kept exactly.
   const id = identity.kind === "systemAssigned" ? "" : identity.id.toLowerCase();
-  return JSON.stringify([source, identity.kind, id, resource]);
+  return JSON.stringify([source, partition, identity.kind, id, resource]);
 }
 
 async function storageKey(identity: string): Promise<string> {

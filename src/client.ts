@@ -222,6 +222,7 @@ export class ManagedIdentityClient {
   readonly #refreshBlockedUntil = new Map<string, number>();
   readonly #state = new Map<string, unknown>();
   #source: SourceDefinition | undefined;
+  #partitionValues: (string | undefined)[] | undefined;
 
   /**
    * @param managedIdentity `new SystemAssignedManagedIdentity()`, `new UserAssignedManagedIdentity({...})`,
@@ -250,6 +251,12 @@ export class ManagedIdentityClient {
     return this.#definition().name;
   }
 
+  /** The source's partition variables, read once like the source itself. */
+  #partition(source: SourceDefinition): (string | undefined)[] {
+    this.#partitionValues ??= source.partitionVariables.map(this.#env);
+    return this.#partitionValues;
+  }
+
   #definition(): SourceDefinition {
     if (!this.#source) {
       const forced = this.#options.source;
@@ -275,7 +282,7 @@ export class ManagedIdentityClient {
     const resource = normalizeResource(options.resource);
     const source = this.#definition();
     this.#assertIdentitySupported(source);
-    const key = cacheIdentity(source.name, this.#identity, resource);
+    const key = cacheIdentity(source.name, this.#partition(source), this.#identity, resource);
     const claimsChallenge = options.claimsChallenge || undefined;
     const now = nowSeconds();
     const cached = await this.#cache.get(key, now);

@@ -107,6 +107,25 @@ export function isManagedIdentityError(value: unknown): value is ManagedIdentity
   );
 }
 
+/**
+ * Every form in which a secret may have been sent: as configured and trimmed (`Headers` strips
+ * surrounding whitespace, so an IDENTITY_HEADER or key file ending in a newline goes out trimmed).
+ */
+export function secretForms(secrets: readonly string[]): string[] {
+  const forms = new Set<string>();
+  for (const secret of secrets) {
+    for (const form of [secret, secret.trim()]) if (form.length > 0) forms.add(form);
+  }
+  return [...forms];
+}
+
+/** Replaces every form of every secret in `text` with `[redacted]`. */
+export function redactSecrets(text: string, secrets: readonly string[]): string {
+  let safe = text;
+  for (const secret of secretForms(secrets)) safe = safe.split(secret).join("[redacted]");
+  return safe;
+}
+
 const JWT_PATTERN = /eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*/g;
 const MAX_SERVICE_MESSAGE = 300;
 
@@ -116,10 +135,7 @@ const MAX_SERVICE_MESSAGE = 300;
  * it was sent.
  */
 export function sanitize(text: string, secrets: readonly string[] = []): string {
-  let safe = text;
-  for (const secret of secrets) {
-    if (secret.length > 0) safe = safe.split(secret).join("[redacted]");
-  }
+  let safe = redactSecrets(text, secrets);
   // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping them is the point
   safe = safe.replace(JWT_PATTERN, "[redacted]").replace(/[\u0000-\u001f\u007f]+/g, " ");
   return safe.length > MAX_SERVICE_MESSAGE ? `${safe.slice(0, MAX_SERVICE_MESSAGE)}…` : safe;

@@ -1,4 +1,5 @@
 import * as v from "valibot";
+import { redactSecrets } from "./errors.ts";
 import { sha256Hex } from "./hash.ts";
 import { type HttpResponse, requestBody, requestUrl } from "./http.ts";
 import type { KeyValueStorage } from "./memory-storage.ts";
@@ -16,6 +17,31 @@ const Remembered = v.object({
   retryAfter: v.optional(v.string()),
   until: v.number(),
 });
+
+/**
+ * The body with every secret removed. A JSON body is redacted value by value and re-serialised,
+ * so a secret the server wrote in another JSON spelling (`\u002B` for `+`) is caught too.
+ */
+function redactBody(body: string, secrets: readonly string[]): string {
+  if (secrets.length === 0) return body;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return redactSecrets(body, secrets);
+  }
+  const redact = (value: unknown): unknown => {
+    if (typeof value === "string") return redactSecrets(value, secrets);
+    if (Array.isArray(value)) return value.map(redact);
+    if (value !== null && typeof value === "object") {
+      return Object.fromEntries(
+        Object.entries(value).map(([key, item]) => [redactSecrets(key, secrets), redact(item)]),
+      );
+    }
+    return value;
+  };
+  return JSON.stringify(redact(parsed));
+}
 
 /** Whether an answer is one the endpoint asked us not to repeat at once. */
 function isThrottling(response: HttpResponse): boolean {
@@ -78,8 +104,7 @@ export class ThrottleCache {
       parseRetryAfter(retryAfter, nowMs) || DEFAULT_REMEMBER_MS,
       MAX_RETRY_AFTER_MS,
     );
-    let body = response.body;
-    for (const secret of request.secrets) if (secret) body = body.split(secret).join("[redacted]");
+    const body = redactBody(response.body, request.secrets);
     const entry: v.InferOutput<typeof Remembered> = {
       status: response.status,
       body,

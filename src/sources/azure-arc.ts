@@ -130,6 +130,7 @@ export const azureArc: SourceDefinition = {
   label: "Azure Arc",
   selectedBy: `${ENDPOINT_VARIABLE} and ${IMDS_VARIABLE}, or the Azure Arc agent installed`,
   idKinds: ["clientId", "objectId", "resourceId"],
+  partitionVariables: [ENDPOINT_VARIABLE],
   detect(env, platform) {
     if (env(ENDPOINT_VARIABLE) !== undefined && env(IMDS_VARIABLE) !== undefined) return true;
     const agentFile = locations(platform)?.agentFile;

@@ -16,6 +16,7 @@ export const cloudShell: SourceDefinition = {
   label: "Cloud Shell",
   selectedBy: `${ENDPOINT_VARIABLE} without ${SECRET_VARIABLE}`,
   idKinds: [],
+  partitionVariables: [ENDPOINT_VARIABLE],
   detect: (env) => env(ENDPOINT_VARIABLE) !== undefined && env(SECRET_VARIABLE) === undefined,
   createRequest({ env, resource }) {
     const endpoint = requireEnv(env, ENDPOINT_VARIABLE, "cloud-shell");

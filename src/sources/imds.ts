@@ -20,6 +20,7 @@ export const imds: SourceDefinition = {
   label: "IMDS",
   selectedBy: "default, when no other source's variables are set",
   idKinds: ["clientId", "objectId", "resourceId"],
+  partitionVariables: [HOST_VARIABLE],
   detect: () => true,
   retry: imdsRetry,
   createRequest({ env, identity, resource }) {

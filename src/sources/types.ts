@@ -70,6 +70,12 @@ export interface SourceDefinition {
   readonly selectedBy: string;
   /** The user-assigned id kinds this back-end can select; an empty list means system-assigned only. */
   readonly idKinds: readonly UserAssignedIdKind[];
+  /**
+   * The non-secret variables that tell one environment's identity from another's (endpoint,
+   * tenant, default client id): they go into the cache key, so two environments sharing a storage
+   * never share a system-assigned token.
+   */
+  readonly partitionVariables: readonly string[];
   /** Whether the environment selects this back-end. */
   detect(env: EnvReader, platform: Platform, identity: ManagedIdentityId): boolean;
   /** The token request; throws `source_unavailable` when the environment lacks what it needs. */

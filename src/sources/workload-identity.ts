@@ -85,6 +85,7 @@ export const workloadIdentity: SourceDefinition = {
   label: "Workload identity",
   selectedBy: `${TOKEN_FILE_VARIABLE}, ${TENANT_VARIABLE} and a client id (the user-assigned clientId, else ${CLIENT_ID_VARIABLE})`,
   idKinds: ["clientId"],
+  partitionVariables: [AUTHORITY_VARIABLE, TENANT_VARIABLE, CLIENT_ID_VARIABLE],
   detect: (env, _platform, identity: ManagedIdentityId) =>
     env(TOKEN_FILE_VARIABLE) !== undefined &&
     env(TENANT_VARIABLE) !== undefined &&
