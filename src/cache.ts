@@ -38,22 +38,28 @@ async function storageKey(identity: string): Promise<string> {
 }
 
 /**
- * Tokens in an unstorage `Storage`, with this process's copy in a Map in front of it: a token
- * already known here is served without a storage round trip. Entries that are corrupt, foreign
- * or for another identity read as a miss and are overwritten by the next token.
+ * Tokens in this process's Map, in front of an optional unstorage `Storage` shared with other
+ * processes: a token already known here is served without a storage round trip. Entries that are
+ * corrupt, foreign or for another identity read as a miss and are overwritten by the next token.
  */
 export class TokenCache {
-  readonly #storage: KeyValueStorage;
+  readonly #storage: KeyValueStorage | undefined;
   readonly #memory = new Map<string, TokenRecord>();
 
-  constructor(storage: KeyValueStorage) {
+  constructor(storage: KeyValueStorage | undefined) {
     this.#storage = storage;
   }
 
-  /** A token that may still be served at `now`, or undefined. */
-  async get(identity: string, now: number): Promise<TokenRecord | undefined> {
+  /** This process's copy of a token that may still be served at `now`: no I/O, no await. */
+  peek(identity: string, now: number): TokenRecord | undefined {
     const known = this.#memory.get(identity);
-    if (known && isServable(known, now)) return known;
+    return known && isServable(known, now) ? known : undefined;
+  }
+
+  /** A token that may still be served at `now`, from this process or the storage, or undefined. */
+  async get(identity: string, now: number): Promise<TokenRecord | undefined> {
+    const known = this.peek(identity, now);
+    if (known || !this.#storage) return known;
     let stored: unknown;
     try {
       stored = await this.#storage.getItem(await storageKey(identity));
@@ -76,6 +82,7 @@ export class TokenCache {
       return;
     }
     this.#memory.set(identity, token);
+    if (!this.#storage) return;
     try {
       await this.#storage.setItem(
         await storageKey(identity),

@@ -129,6 +129,15 @@ export interface AccessTokenResult {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+/** How many resource strings `#target` remembers before starting over. */
+const MAX_REMEMBERED_TARGETS = 1000;
+
+/** What a resource string resolves to, once per client. */
+interface CacheTarget {
+  resource: string;
+  key: string;
+  source: SourceDefinition;
+}
 const DEFAULT_DEADLINE_MS = 90_000;
 /** After a failed background refresh, the cached token is served this long before trying again. */
 const REFRESH_COOL_DOWN_MS = 30_000;
@@ -221,6 +230,7 @@ export class ManagedIdentityClient {
   readonly #inFlight = new Map<string, Promise<TokenRecord>>();
   readonly #refreshBlockedUntil = new Map<string, number>();
   readonly #state = new Map<string, unknown>();
+  readonly #targets = new Map<string, CacheTarget>();
   #source: SourceDefinition | undefined;
   #partitionValues: (string | undefined)[] | undefined;
 
@@ -240,7 +250,8 @@ export class ManagedIdentityClient {
       return value === undefined || value === "" ? undefined : value;
     };
     this.#fetch = this.#options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-    this.#cache = new TokenCache(this.#options.storage ?? createMemoryStorage());
+    // Without a storage, this process's Map is the whole cache.
+    this.#cache = new TokenCache(this.#options.storage);
     const httpCache = this.#options.httpCache;
     this.#throttle =
       httpCache === false ? undefined : new ThrottleCache(httpCache ?? createMemoryStorage());
@@ -249,6 +260,24 @@ export class ManagedIdentityClient {
   /** The back-end in use: the forced `source` option, else the first detected in `DETECTION_ORDER`. */
   getManagedIdentitySource(): ManagedIdentitySource {
     return this.#definition().name;
+  }
+
+  /**
+   * The normalised resource, its cache key and the source, remembered per resource string: the
+   * same resource asked for again costs one Map lookup. Bad input throws and is not remembered.
+   */
+  #target(input: unknown): CacheTarget {
+    const known = typeof input === "string" ? this.#targets.get(input) : undefined;
+    if (known) return known;
+    const resource = normalizeResource(input);
+    const source = this.#definition();
+    this.#assertIdentitySupported(source);
+    const key = cacheIdentity(source.name, this.#partition(source), this.#identity, resource);
+    const target = { resource, key, source };
+    // Resource strings come from the caller: bound the memo rather than trust their variety.
+    if (this.#targets.size >= MAX_REMEMBERED_TARGETS) this.#targets.clear();
+    this.#targets.set(input as string, target);
+    return target;
   }
 
   /** The source's partition variables, read once like the source itself. */
@@ -279,19 +308,19 @@ export class ManagedIdentityClient {
         'acquireTokenForClient takes an object: { resource: "https://..." }.',
       );
     }
-    const resource = normalizeResource(options.resource);
-    const source = this.#definition();
-    this.#assertIdentitySupported(source);
-    const key = cacheIdentity(source.name, this.#partition(source), this.#identity, resource);
+    const { resource, key, source } = this.#target(options.resource);
     const claimsChallenge = options.claimsChallenge || undefined;
     const now = nowSeconds();
-    const cached = await this.#cache.get(key, now);
+    // The hot path: a token this process knows, answered without awaiting anything.
+    const cached = claimsChallenge
+      ? await this.#cache.get(key, now)
+      : (this.#cache.peek(key, now) ?? (await this.#cache.get(key, now)));
     if (cached && !claimsChallenge) {
       if (this.#options.logger) this.#log(source, { type: "cache_hit", resource });
       if (cached.refreshOn !== undefined && now >= cached.refreshOn) {
         this.#refresh(source, key, this.#context(resource, undefined, undefined));
       }
-      return this.#result(cached, "cache", source);
+      return this.#result(cached, "cache", source, now);
     }
     if (this.#options.logger) this.#log(source, { type: "cache_miss", resource });
     const context = this.#context(
@@ -303,7 +332,12 @@ export class ManagedIdentityClient {
     const pending = claimsChallenge
       ? this.#fetchToken(source, key, context)
       : this.#shared(source, key, context);
-    return this.#result(await abortable(pending, options.signal), "identity_provider", source);
+    return this.#result(
+      await abortable(pending, options.signal),
+      "identity_provider",
+      source,
+      nowSeconds(),
+    );
   }
 
   #context(
@@ -429,12 +463,13 @@ export class ManagedIdentityClient {
     token: TokenRecord,
     tokenSource: AccessTokenResult["tokenSource"],
     source: SourceDefinition,
+    now: number,
   ): AccessTokenResult {
     const result: AccessTokenResult = {
       accessToken: token.accessToken,
       tokenType: token.tokenType,
       expiresOn: token.expiresOn,
-      expiresIn: Math.max(0, token.expiresOn - nowSeconds()),
+      expiresIn: Math.max(0, token.expiresOn - now),
       resource: token.resource,
       tokenSource,
       source: source.name,
