@@ -6,10 +6,12 @@
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
+import { resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
+import { RUNTIME_DETECTION, WEB_ONLY_PLATFORM } from "../tsdown.config.ts";
 import {
   COLD_CALLS,
   type ConcurrencyResult,
@@ -157,6 +159,18 @@ export const getToken = (scope) => credential.getToken(scope);`;
 
 type Platform = "node" | "browser" | "neutral";
 
+/** The link the web build makes (tsdown.config.ts): the web-only platform module, for esbuild. */
+const webPlatform: Plugin = {
+  name: "web-platform",
+  setup(builder) {
+    builder.onResolve({ filter: /platform\/index\.ts$/ }, (args) =>
+      resolve(args.resolveDir, args.path) === RUNTIME_DETECTION
+        ? { path: WEB_ONLY_PLATFORM }
+        : undefined,
+    );
+  },
+};
+
 /** esbuild, bundled and minified, then gzip -9: bytes. */
 async function bundleSize(
   key: LibraryKey,
@@ -177,6 +191,7 @@ async function bundleSize(
     write: false,
     logLevel: "error",
     ...(platform === "neutral" ? { mainFields: ["module", "main"] } : {}),
+    ...(key === "ours" && platform !== "node" ? { plugins: [webPlatform] } : {}),
   });
   const code = result.outputFiles[0]?.contents;
   if (!code) throw new Error(`no bundle for ${key}`);
