@@ -44,9 +44,24 @@ export function requestBody(request: TokenRequest): string | undefined {
   return request.form ? new URLSearchParams(request.form).toString() : undefined;
 }
 
+/**
+ * Rejects when `signal` aborts. Raced against fetch and every body read, so a timeout or an abort
+ * takes effect even with a fetch that ignores `init.signal` (a wrapper that rebuilds the Request,
+ * say): a call must settle, or every caller sharing it would wait for ever.
+ */
+function whenAborted(signal: AbortSignal): Promise<never> {
+  const aborted = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+  aborted.catch(() => {});
+  return aborted;
+}
+
 async function readCapped(
   body: ReadableStream<Uint8Array> | null,
   source: SourceDefinition,
+  aborted: Promise<never>,
 ): Promise<string> {
   if (!body) return "";
   const reader = body.getReader();
@@ -54,7 +69,14 @@ async function readCapped(
   let size = 0;
   let text = "";
   for (;;) {
-    const { done, value } = await reader.read();
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await Promise.race([reader.read(), aborted]);
+    } catch (error) {
+      reader.cancel().catch(() => {});
+      throw error;
+    }
+    const { done, value } = chunk;
     if (done) return text + decoder.decode();
     size += value.byteLength;
     if (size > MAX_BODY_BYTES) {
@@ -94,7 +116,10 @@ export async function send(
     // body is read as a capped stream.
     const init: RequestInit = { method: request.method, headers, redirect: "manual", signal };
     if (body !== undefined) init.body = body;
-    const response = await transport.fetch(requestUrl(request), init);
+    const aborted = whenAborted(signal);
+    const fetching = transport.fetch(requestUrl(request), init);
+    fetching.catch(() => {});
+    const response = await Promise.race([fetching, aborted]);
     // Browsers hide a manual redirect behind an opaque response with status 0.
     if (response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400)) {
       await response.body?.cancel().catch(() => {});
@@ -107,7 +132,7 @@ export async function send(
     return {
       status: response.status,
       headers: response.headers,
-      body: await readCapped(response.body, source),
+      body: await readCapped(response.body, source, aborted),
     };
   } catch (error) {
     if (error instanceof ManagedIdentityError) throw error;
@@ -173,6 +198,8 @@ function text(value: unknown): string | undefined {
 
 function codeForStatus(status: number): ManagedIdentityErrorCode {
   if (status === 429) return "throttled";
+  // 410 is IMDS being upgraded: temporary, like a 5xx.
+  if (status === 410) return "service_unavailable";
   if (status >= 500) return "service_unavailable";
   if (status === 401 || status === 403) return "unauthorized_client";
   if (status === 404) return "not_found";

@@ -16,7 +16,17 @@ import {
 } from "./backends/shared.ts";
 import { workloadIdentityBackend } from "./backends/workload-identity.ts";
 import {
+  htmlErrorPage,
+  isTokenAnswer,
+  paddedAnswer,
+  redirectAnswer,
+  resetAnswer,
+  reshapeTokenBody,
+  withRefreshIn,
+} from "./fault-answers.ts";
+import {
   type ActiveFault,
+  ANSWER_FAULTS,
   type EmulatorFault,
   type EmulatorSource,
   type FaultKind,
@@ -52,6 +62,11 @@ export interface EmulatorRequest {
   headers: Record<string, string>;
   /** The form fields of a `application/x-www-form-urlencoded` POST. */
   form: Record<string, string> | undefined;
+  /**
+   * The resource asked for: the `resource` parameter or form field, or workload identity's scope
+   * without `/.default`; undefined when the request names none.
+   */
+  resource: string | undefined;
   /** The status answered; 0 while pending, for a dropped connection, or a hang. */
   status: number;
   /** The faults that hit this request, in order. */
@@ -85,6 +100,13 @@ export interface EmulatorOptions {
    * @default 86399 (IMDS's one day, less a second)
    */
   tokenLifetime?: number;
+  /**
+   * Seconds after issue when clients should fetch a new token: sent as `refresh_in` in every
+   * token answer, as Entra ID does for long-lived tokens. Lets a test see proactive refreshes
+   * without waiting for half a day.
+   * @default none (no `refresh_in`)
+   */
+  refreshIn?: number;
   /**
    * Where Azure Arc's challenge writes key files. Without it the Arc endpoint answers 500; the
    * serve helper passes a folder store.
@@ -140,6 +162,8 @@ export interface Emulator {
   readonly faults: readonly ActiveFault[];
   /** Adds a fault; faults are tried in the order they were added. */
   addFault(fault: EmulatorFault): void;
+  /** Removes one fault (the object given to `addFault`); returns whether it was there. */
+  removeFault(fault: EmulatorFault): boolean;
   /** Removes every fault. */
   clearFaults(): void;
   /** A federated token (the Kubernetes service account token) that workload identity accepts. */
@@ -198,6 +222,23 @@ function untilAborted(signal: AbortSignal): Promise<void> {
   });
 }
 
+/** Arc key file secrets the agent still honours: it deletes old key files, so only recent ones. */
+const ARC_SECRETS_KEPT = 1024;
+class RecentSecrets extends Set<string> {
+  override add(secret: string): this {
+    super.add(secret);
+    if (this.size > ARC_SECRETS_KEPT) this.delete(this.values().next().value ?? secret);
+    return this;
+  }
+}
+
+/** The resource a form names: Cloud Shell's `resource`, or workload identity's one `…/.default` scope. */
+function formResource(form: Record<string, string> | undefined): string | undefined {
+  if (form?.resource) return form.resource;
+  const scope = form?.scope?.trim();
+  return scope && !scope.includes(" ") ? scope.replace(/\/\.default$/, "") : undefined;
+}
+
 function droppedResponse(): Response {
   // Headers go out, then the body fails: the connection is reset under the client.
   const body = new ReadableStream({
@@ -253,7 +294,12 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
   const requests: EmulatorRequest[] = [];
   const faults: ActiveFault[] = [];
   const addFault = (fault: EmulatorFault) => {
-    faults.push({ fault, addedAt: now(), remaining: fault.times ?? Number.POSITIVE_INFINITY });
+    faults.push({
+      fault,
+      addedAt: now(),
+      remaining: fault.times ?? Number.POSITIVE_INFINITY,
+      skip: fault.skip ?? 0,
+    });
   };
   for (const fault of options.faults ?? []) addFault(fault);
   const everyone = () => (systemAssigned ? [systemAssigned, ...userAssigned] : userAssigned);
@@ -262,7 +308,7 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
     tenantId,
     secrets,
     arcKeys: options.arcKeys,
-    arcSecrets: new Set(),
+    arcSecrets: new RecentSecrets(),
     cloudShellUser,
     federatedIssuer,
     select(selector: IdentitySelector, wrongIdentity: boolean) {
@@ -355,14 +401,25 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
     backend: Backend,
     request: Request,
     entry: EmulatorRequest,
-  ): Promise<Response | { wrongIdentity: boolean }> {
+  ): Promise<Response | { wrongIdentity: boolean; reshape: ActiveFault[] }> {
     let wrongIdentity = false;
+    const reshape: ActiveFault[] = [];
     const signal = AbortSignal.any([request.signal, closed.signal]);
     for (const active of faults) {
       const { fault } = active;
       if (active.remaining <= 0 || (fault.source && fault.source !== backend.source)) continue;
+      if (fault.resource !== undefined && fault.resource !== entry.resource) continue;
       if (fault.kind === "imds-410") {
         if (backend.source !== "imds" || now() - active.addedAt >= fault.seconds * 1000) continue;
+      }
+      if (ANSWER_FAULTS.includes(fault.kind)) {
+        // Decided once the back-end has answered: only a token answer counts.
+        reshape.push(active);
+        continue;
+      }
+      if (active.skip > 0) {
+        active.skip--;
+        continue;
       }
       active.remaining--;
       entry.faults.push(fault.kind);
@@ -401,9 +458,56 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
           return options.dropConnection?.(request)
             ? new Response(null, { status: 500 })
             : droppedResponse();
+        case "html":
+          return htmlErrorPage(fault.status ?? 502);
+        case "redirect":
+          return redirectAnswer(fault.location, fault.status);
       }
     }
-    return { wrongIdentity };
+    return { wrongIdentity, reshape };
+  }
+
+  /**
+   * A back-end's answer after `refreshIn` and the answer-shaping faults: each acts on an answer
+   * that carries a token, and counts (`times`, `skip`) only those.
+   */
+  async function shapeAnswer(
+    response: Response,
+    reshape: readonly ActiveFault[],
+    entry: EmulatorRequest,
+  ): Promise<Response> {
+    if (response.status !== 200 || (reshape.length === 0 && options.refreshIn === undefined))
+      return response;
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const rebuilt = () =>
+      new Response(text, { status: response.status, headers: response.headers });
+    if (!isTokenAnswer(body)) return rebuilt();
+    if (options.refreshIn !== undefined) withRefreshIn(body, options.refreshIn);
+    const nowSeconds = Math.floor(now() / 1000);
+    let stream: "reset" | { size: number } | undefined;
+    for (const active of reshape) {
+      if (active.remaining <= 0) continue;
+      if (active.skip > 0) {
+        active.skip--;
+        continue;
+      }
+      active.remaining--;
+      const { fault } = active;
+      entry.faults.push(fault.kind);
+      if (fault.kind === "reset") stream = "reset";
+      else if (fault.kind === "large-body") stream ??= { size: fault.bytes };
+      else reshapeTokenBody(fault, body, nowSeconds);
+    }
+    const shaped = JSON.stringify(body);
+    if (stream === "reset") return resetAnswer(response.status, response.headers, shaped);
+    if (stream) return paddedAnswer(response.status, response.headers, shaped, stream.size);
+    return new Response(shaped, { status: response.status, headers: response.headers });
   }
 
   async function answer(request: Request, url: URL, entry: EmulatorRequest): Promise<Response> {
@@ -422,7 +526,7 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
       return backend.error(400, `The ${backend.source} endpoint is served over https only.`);
     const faulted = await applyFaults(backend, request, entry);
     if (faulted instanceof Response) return faulted;
-    return backend.handle(
+    const answered = await backend.handle(
       {
         request,
         url,
@@ -432,6 +536,7 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
       },
       services,
     );
+    return shapeAnswer(answered, faulted.reshape, entry);
   }
 
   return {
@@ -446,6 +551,7 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
         query: Object.fromEntries(url.searchParams),
         headers: Object.fromEntries(request.headers),
         form: undefined,
+        resource: url.searchParams.get("resource") ?? undefined,
         status: 0,
         faults: [],
       };
@@ -457,6 +563,7 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
           const type = request.headers.get("content-type") ?? "";
           if (type.toLowerCase().startsWith("application/x-www-form-urlencoded"))
             entry.form = Object.fromEntries(new URLSearchParams(body));
+          entry.resource ??= formResource(entry.form);
         }
         response = await answer(request, url, entry);
       } catch (error) {
@@ -483,6 +590,11 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
     addFault,
     clearFaults: () => {
       faults.length = 0;
+    },
+    removeFault: (fault) => {
+      const index = faults.findIndex((active) => active.fault === fault);
+      if (index >= 0) faults.splice(index, 1);
+      return index >= 0;
     },
     federatedToken: (federated = {}) =>
       signer.federatedToken({

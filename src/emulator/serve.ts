@@ -18,12 +18,17 @@ interface NodeFs {
 interface NodeHttpsResponse {
   statusCode?: number;
   headers: Record<string, string | string[] | undefined>;
+  complete: boolean;
   on(event: "data", listener: (chunk: Uint8Array) => void): void;
   on(event: "end" | "close", listener: () => void): void;
   on(event: "error", listener: (error: Error) => void): void;
+  pause(): void;
+  resume(): void;
+  destroy(error?: Error): void;
 }
 interface NodeHttpsRequest {
   on(event: "error", listener: (error: Error) => void): void;
+  on(event: "close", listener: () => void): void;
   destroy(error?: Error): void;
   end(body?: string): void;
 }
@@ -139,45 +144,86 @@ function origin(server: Server, protocol: "http" | "https", hostname: string): s
   return new URL(server.url ?? "").origin;
 }
 
+/** A Node response body as a Web stream that pulls as it is read. */
+function bodyStream(response: NodeHttpsResponse): ReadableStream<Uint8Array> {
+  let ended = false;
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      response.pause();
+      response.on("data", (chunk) => {
+        if (ended) return;
+        controller.enqueue(new Uint8Array(chunk));
+        if ((controller.desiredSize ?? 0) <= 0) response.pause();
+      });
+      response.on("end", () => {
+        if (ended) return;
+        ended = true;
+        controller.close();
+      });
+      const fail = (error: Error) => {
+        if (!ended) {
+          ended = true;
+          controller.error(error);
+        }
+      };
+      response.on("error", fail);
+      response.on("close", () => {
+        if (!response.complete) fail(new Error("The connection closed before the body ended."));
+      });
+    },
+    pull() {
+      response.resume();
+    },
+    cancel() {
+      ended = true;
+      response.destroy();
+    },
+  });
+}
+
 function trustingFetch(ca: string) {
   const https = builtin<NodeHttps>("node:https");
   return async (input: Request | string | URL, init?: RequestInit): Promise<Response> => {
-    const request = new Request(input, init);
-    // Plain http needs no trust decision: the global fetch does it.
-    if (new URL(request.url).protocol !== "https:") return globalThis.fetch(request);
-    const body = request.body ? await request.text() : undefined;
+    const url = input instanceof Request ? input.url : String(input);
+    // Plain http needs no trust decision: the global fetch does it. Hand it the caller's own
+    // arguments: a Request re-made from them follows the caller's signal only through a weak
+    // reference in Node's fetch, so after a garbage collection an abort would be lost.
+    if (new URL(url).protocol !== "https:") return globalThis.fetch(input, init);
+    // Read what is sent without making a Request: Node's Request keeps the caller's signal, and
+    // whatever listens to it, alive for as long as the Request lives.
+    const original = input instanceof Request ? input : undefined;
+    const method = init?.method ?? original?.method ?? "GET";
+    const sent = new Headers(init?.headers ?? original?.headers);
+    const signal = init?.signal ?? original?.signal;
+    let body: string | undefined;
+    if (init?.body !== undefined && init.body !== null) {
+      // A Response reads any body type and names its content type (a form, say) as fetch would.
+      const carrier = new Response(init.body);
+      const type = carrier.headers.get("content-type");
+      if (type !== null && !sent.has("content-type")) sent.set("content-type", type);
+      body = await carrier.text();
+    } else if (original?.body) body = await original.text();
+    const headers = Object.fromEntries(sent);
     return new Promise<Response>((resolve, reject) => {
-      const outgoing = https.request(
-        request.url,
-        { method: request.method, headers: Object.fromEntries(request.headers), ca },
-        (response) => {
-          const chunks: Uint8Array[] = [];
-          response.on("data", (chunk) => chunks.push(chunk));
-          response.on("error", reject);
-          response.on("end", () => {
-            const headers = new Headers();
-            for (const [name, value] of Object.entries(response.headers)) {
-              if (value !== undefined)
-                headers.set(name, Array.isArray(value) ? value.join(", ") : value);
-            }
-            const size = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-            const bytes = new Uint8Array(size);
-            let offset = 0;
-            for (const chunk of chunks) {
-              bytes.set(chunk, offset);
-              offset += chunk.length;
-            }
-            const status = response.statusCode ?? 500;
-            const empty = status === 204 || status === 304 || request.method === "HEAD";
-            resolve(new Response(empty ? null : bytes, { status, headers }));
-          });
-        },
-      );
+      const outgoing = https.request(url, { method, headers, ca }, (response) => {
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(response.headers)) {
+          if (value !== undefined)
+            headers.set(name, Array.isArray(value) ? value.join(", ") : value);
+        }
+        const status = response.statusCode ?? 500;
+        const empty = status === 204 || status === 304 || method === "HEAD";
+        if (empty) response.resume();
+        // The body streams as the caller reads it, as the global fetch's does: a caller that
+        // caps a body stops the download, and a connection reset mid-body fails the read.
+        resolve(new Response(empty ? null : bodyStream(response), { status, headers }));
+      });
       outgoing.on("error", reject);
-      const signal = request.signal;
       const abort = () => outgoing.destroy(new Error("The request was aborted."));
-      if (signal.aborted) abort();
-      else signal.addEventListener("abort", abort, { once: true });
+      if (signal?.aborted) abort();
+      else signal?.addEventListener("abort", abort, { once: true });
+      // A finished exchange must not stay reachable from a signal that outlives it.
+      outgoing.on("close", () => signal?.removeEventListener("abort", abort));
       outgoing.end(body);
     });
   };

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   createEmulator,
@@ -196,6 +198,251 @@ describe("body and connection faults", () => {
   });
 });
 
+describe("answers that replace the back-end's", () => {
+  it("html: an HTML error page with the given status (502 by default)", async () => {
+    const emulator = await createEmulator({
+      faults: [{ kind: "html" }, { kind: "html", status: 500 }],
+    });
+    const first = await emulator.fetch(new Request(imdsUrl(), { headers: { Metadata: "true" } }));
+    expect(first.status).toBe(502);
+    expect(first.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(await first.text()).toMatch(/^<!DOCTYPE html>[\s\S]*502 Bad Gateway/);
+    // App Service's policy does not retry a 502.
+    running.emulator.addFault({ ...parseFault("html=502"), times: 1 });
+    const error = await failure(
+      client("app-service").acquireTokenForClient({ resource: RESOURCE }),
+    );
+    expect(error).toMatchObject({ code: "service_unavailable", status: 502 });
+    expect(error.message).toMatch(/not JSON/);
+  });
+
+  it("redirect: a 307 (or the given 3xx) to another host, which the client refuses", async () => {
+    const location = "http://127.0.0.2:9/collect";
+    const emulator = await createEmulator({
+      faults: [{ kind: "redirect", location, status: 302, times: 1 }],
+    });
+    const redirected = await emulator.fetch(
+      new Request(imdsUrl(), { headers: { Metadata: "true" } }),
+    );
+    expect(redirected.status).toBe(302);
+    expect(redirected.headers.get("location")).toBe(location);
+    running.emulator.addFault({ kind: "redirect", location, times: 1 });
+    const error = await failure(client("imds").acquireTokenForClient({ resource: RESOURCE }));
+    expect(error).toMatchObject({ code: "redirect_refused", status: 307 });
+    expect(running.emulator.requests[0]?.faults).toEqual(["redirect"]);
+  });
+});
+
+describe("answers that reshape a token answer", () => {
+  async function answerWith(fault: EmulatorFault, options: { refreshIn?: number } = {}) {
+    const emulator = await createEmulator({ faults: [fault], ...options });
+    const response = await emulator.fetch(
+      new Request(imdsUrl(), { headers: { Metadata: "true" } }),
+    );
+    return { emulator, response };
+  }
+
+  it("no-access-token leaves the rest of the answer as it was", async () => {
+    const { response, emulator } = await answerWith({ kind: "no-access-token" });
+    const body = await response.json();
+    expect(body).not.toHaveProperty("access_token");
+    expect(body).toMatchObject({ token_type: "Bearer", resource: RESOURCE });
+    expect(emulator.requests[0]?.faults).toEqual(["no-access-token"]);
+  });
+
+  it("expiry: missing, garbage, or past (in the type the back-end uses)", async () => {
+    const now = Date.UTC(2030, 0, 1) / 1000;
+    const emulator = await createEmulator({
+      now: () => now * 1000,
+      refreshIn: 60,
+    });
+    const ask = async (expiry: "missing" | "garbage" | "past") => {
+      emulator.addFault({ kind: "expiry", expiry, times: 1 });
+      return (
+        await emulator.fetch(new Request(imdsUrl(), { headers: { Metadata: "true" } }))
+      ).json();
+    };
+    const missing = await ask("missing");
+    for (const key of ["expires_on", "expires_in", "ext_expires_in", "refresh_in"])
+      expect(missing).not.toHaveProperty(key);
+    expect(missing.access_token).toEqual(expect.any(String));
+    expect(await ask("garbage")).toMatchObject({
+      expires_on: "tomorrow-ish",
+      expires_in: "a while",
+    });
+    const past = await ask("past");
+    expect(past).toMatchObject({ expires_on: String(now - 600), expires_in: "0" });
+    expect(past).not.toHaveProperty("refresh_in");
+    // Workload identity's token endpoint sends numbers.
+    expect(parseFault("expiry=past,source=workload-identity")).toEqual({
+      kind: "expiry",
+      expiry: "past",
+      source: "workload-identity",
+    });
+  });
+
+  it("the client refuses an answer without a token or a readable expiry, and caches no expired token", async () => {
+    for (const fault of [
+      { kind: "no-access-token" },
+      { kind: "expiry", expiry: "missing" },
+      { kind: "expiry", expiry: "garbage" },
+    ] as const) {
+      running.emulator.addFault({ ...fault, times: 1 });
+      const error = await failure(client("imds").acquireTokenForClient({ resource: RESOURCE }));
+      expect(error.code, fault.kind).toBe("invalid_response");
+    }
+    running.emulator.addFault({ kind: "expiry", expiry: "past", times: 1 });
+    const expiring = client("app-service");
+    expect((await expiring.acquireTokenForClient({ resource: RESOURCE })).expiresIn).toBe(0);
+    expect((await expiring.acquireTokenForClient({ resource: RESOURCE })).tokenSource).toBe(
+      "identity_provider",
+    );
+  });
+
+  it("reset: the headers and half the body arrive, then the connection goes", async () => {
+    const { response, emulator } = await answerWith({ kind: "reset" });
+    expect(response.status).toBe(200);
+    const reader = (response.body ?? expect.fail("no body")).getReader();
+    const first = await reader.read();
+    const length = Number(response.headers.get("content-length"));
+    expect(first.value?.length).toBe(Math.floor(length / 2));
+    await expect(reader.read()).rejects.toThrow(/reset/);
+    expect(emulator.requests[0]?.faults).toEqual(["reset"]);
+    running.emulator.addFault({ kind: "reset", times: 1 });
+    const error = await failure(client("imds").acquireTokenForClient({ resource: RESOURCE }));
+    expect(error.code).toBe("network_error");
+  });
+
+  it("large-body: a valid token answer padded to the size, streamed as it is read", async () => {
+    const size = 3 * 1024 * 1024 + 7;
+    const { response } = await answerWith({ kind: "large-body", bytes: size });
+    expect(response.headers.get("content-length")).toBe(String(size));
+    const text = await response.text();
+    expect(text.length).toBe(size);
+    expect(JSON.parse(text).access_token).toEqual(expect.any(String));
+    running.emulator.addFault({ kind: "large-body", bytes: 10 * 1024 * 1024, times: 1 });
+    const error = await failure(client("imds").acquireTokenForClient({ resource: RESOURCE }));
+    expect(error.code).toBe("invalid_response");
+    expect(error.message).toMatch(/larger than/);
+  });
+
+  it("only token answers count: Arc's 401 challenge passes through untouched", async () => {
+    running.emulator.addFault({ kind: "no-access-token", times: 1, source: "azure-arc" });
+    const error = await failure(client("azure-arc").acquireTokenForClient({ resource: RESOURCE }));
+    expect(error.code).toBe("invalid_response");
+    expect(running.emulator.requests.map((request) => [request.status, request.faults])).toEqual([
+      [401, []],
+      [200, ["no-access-token"]],
+    ]);
+    expect(running.emulator.faults[0]?.remaining).toBe(0);
+  });
+
+  it("refreshIn adds refresh_in to every token answer, which the client schedules", async () => {
+    const { response } = await answerWith({ kind: "delay", ms: 0 }, { refreshIn: 45 });
+    expect(await response.json()).toMatchObject({ refresh_in: "45" });
+    const served = await serveEmulator({ refreshIn: 120 });
+    try {
+      const token = await new ManagedIdentityClient(new SystemAssignedManagedIdentity(), {
+        env: served.env("workload-identity"),
+        fetch: served.fetch,
+      }).acquireTokenForClient({ resource: RESOURCE });
+      expect(token.refreshOn).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000) + 119);
+      expect(token.refreshOn).toBeLessThanOrEqual(Math.floor(Date.now() / 1000) + 120);
+    } finally {
+      await served.close();
+    }
+  });
+});
+
+describe("fault scope", () => {
+  it("resource: only requests for that resource, from the query or the form", async () => {
+    const other = "https://storage.azure.com";
+    running.emulator.addFault({ kind: "status", status: 403, resource: other });
+    running.emulator.addFault({ kind: "status", status: 403, resource: `${other}/x` });
+    expect((await imds()).status).toBe(200);
+    const error = await failure(
+      client("imds").acquireTokenForClient({ resource: `${other}/.default` }),
+    );
+    expect(error.status).toBe(403);
+    const shell = running.env("cloud-shell");
+    const cloudShell = new ManagedIdentityClient(new SystemAssignedManagedIdentity(), {
+      env: shell,
+    });
+    expect((await failure(cloudShell.acquireTokenForClient({ resource: other }))).status).toBe(403);
+    expect(running.emulator.requests.map((request) => request.resource)).toEqual([
+      RESOURCE,
+      other,
+      other,
+    ]);
+  });
+
+  it("skip: lets that many matching requests through first", async () => {
+    running.emulator.addFault({ kind: "status", status: 403, skip: 2, times: 1 });
+    expect([(await imds()).status, (await imds()).status, (await imds()).status]).toEqual([
+      200, 200, 403,
+    ]);
+    expect((await imds()).status).toBe(200);
+  });
+
+  it("removeFault takes one fault out, leaving the others", async () => {
+    const forbidden: EmulatorFault = { kind: "status", status: 403 };
+    const gone: EmulatorFault = { kind: "status", status: 404 };
+    running.emulator.addFault(forbidden);
+    running.emulator.addFault(gone);
+    expect(running.emulator.removeFault(forbidden)).toBe(true);
+    expect(running.emulator.removeFault(forbidden)).toBe(false);
+    expect((await imds()).status).toBe(404);
+  });
+});
+
+describe("the served emulator's fetch", () => {
+  it("streams an https body: a reset mid-body fails the read, a capped read stops the download", async () => {
+    const tokenUrl = `${running.https}/${running.emulator.tenantId}/oauth2/v2.0/token`;
+    const clientId = running.emulator.userAssigned[0]?.clientId ?? "";
+    const form = async () =>
+      new URLSearchParams({
+        grant_type: "client_credentials",
+        client_id: clientId,
+        scope: `${RESOURCE}/.default`,
+        client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion: await running.emulator.federatedToken(),
+      });
+    running.emulator.addFault({ kind: "reset", times: 1 });
+    const reset = await running.fetch(tokenUrl, { method: "POST", body: await form() });
+    expect(reset.status).toBe(200);
+    await expect(reset.text()).rejects.toThrow();
+    running.emulator.addFault({ kind: "large-body", bytes: 50 * 1024 * 1024, times: 1 });
+    const large = await running.fetch(tokenUrl, { method: "POST", body: await form() });
+    const reader = (large.body ?? expect.fail("no body")).getReader();
+    expect((await reader.read()).value?.length).toBeGreaterThan(0);
+    // Had the whole 50 MB been buffered first, the first chunk would have come after it.
+    await reader.cancel();
+  });
+
+  it("an abort reaches a hanging request even after a garbage collection (http and https)", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    running.emulator.addFault({ kind: "hang" });
+    for (const url of [
+      imdsUrl(),
+      `${running.https}/${running.emulator.tenantId}/oauth2/v2.0/token`,
+    ]) {
+      const controller = new AbortController();
+      const pending = running.fetch(url, {
+        method: url.startsWith("https") ? "POST" : "GET",
+        headers: { Metadata: "true" },
+        signal: controller.signal,
+      });
+      // Node's fetch follows the signal of a Request it was handed only through a weak
+      // reference: a Request made inside the helper would lose the abort here.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      gc();
+      controller.abort();
+      await expect(pending, url).rejects.toThrow();
+    }
+  });
+});
+
 describe("wrong-identity", () => {
   it("makes Arc answer as the system identity, which the client's echo check refuses", async () => {
     const clientId = running.emulator.userAssigned[0]?.clientId ?? "";
@@ -228,6 +475,19 @@ describe("parseFault (the CLI's --fault)", () => {
       ["drop", { kind: "drop" }],
       ["imds-410=70", { kind: "imds-410", seconds: 70 }],
       ["wrong-identity,source=azure-arc", { kind: "wrong-identity", source: "azure-arc" }],
+      ["html", { kind: "html" }],
+      ["html=500", { kind: "html", status: 500 }],
+      [
+        "redirect=http://127.0.0.2:8080/a?b=c,redirect-status=302",
+        { kind: "redirect", location: "http://127.0.0.2:8080/a?b=c", status: 302 },
+      ],
+      ["reset,times=1", { kind: "reset", times: 1 }],
+      ["no-access-token", { kind: "no-access-token" }],
+      ["expiry=garbage", { kind: "expiry", expiry: "garbage" }],
+      [
+        "large-body=10485760,resource=https://vault.azure.net,skip=1",
+        { kind: "large-body", bytes: 10485760, resource: "https://vault.azure.net", skip: 1 },
+      ],
     ];
     for (const [spec, fault] of cases) expect(parseFault(spec), spec).toEqual(fault);
   });
@@ -243,6 +503,17 @@ describe("parseFault (the CLI's --fault)", () => {
       "drop,source=mars",
       "hang,color=red",
       "delay=10,retry-after=3",
+      "html=abc",
+      "redirect",
+      "redirect=not a url",
+      "redirect=http://a/,redirect-status=200",
+      "status=500,redirect-status=302",
+      "reset=1",
+      "expiry",
+      "expiry=soon",
+      "large-body",
+      "hang,resource=",
+      "hang,skip=-1",
     ]) {
       expect(() => parseFault(spec), spec).toThrow(FaultSpecError);
     }
