@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { createStorage } from "unstorage";
 import { describe, expect, it } from "vitest";
+import type { FetchLike } from "../src/http.ts";
 import { parseManagedIdentity } from "../src/identity.ts";
 import {
   ManagedIdentityClient,
@@ -9,6 +10,7 @@ import {
   SystemAssignedManagedIdentity,
   UserAssignedManagedIdentity,
 } from "../src/index.ts";
+import type { Platform } from "../src/platform/types.ts";
 import { normalizeResource } from "../src/resource.ts";
 import { parseExpiresOn, parseTokenResponse, TokenResponseProblem } from "../src/token.ts";
 
@@ -167,12 +169,58 @@ describe("properties", () => {
   });
 });
 
-const SOURCE_ENV: Record<string, Record<string, string>> = {
+const SOURCE_ENV: Record<ManagedIdentitySource, Record<string, string>> = {
   imds: {},
   "app-service": { IDENTITY_ENDPOINT: "http://127.0.0.1:1/token", IDENTITY_HEADER: "s" },
   "machine-learning": { MSI_ENDPOINT: "http://127.0.0.1:1/token", MSI_SECRET: "s" },
   "cloud-shell": { MSI_ENDPOINT: "http://127.0.0.1:1/token" },
+  "service-fabric": {
+    IDENTITY_ENDPOINT: "https://127.0.0.1:1/token",
+    IDENTITY_HEADER: "s",
+    IDENTITY_SERVER_THUMBPRINT: "ab".repeat(20),
+  },
+  "azure-arc": {
+    IDENTITY_ENDPOINT: "http://127.0.0.1:1/token",
+    IMDS_ENDPOINT: "http://127.0.0.1:1",
+  },
+  "workload-identity": {
+    AZURE_FEDERATED_TOKEN_FILE: "/var/run/token",
+    AZURE_TENANT_ID: "tenant.example",
+    AZURE_CLIENT_ID: "c",
+    AZURE_AUTHORITY_HOST: "https://login.example",
+  },
 };
+
+const KEY_FILE = "/tokens/a.key";
+
+/**
+ * A platform with two files (Arc's key, the federated token) and a "pinned" fetch that is the
+ * test's fetch: every back-end runs in memory, and every file it reads is recorded.
+ */
+function fakePlatform(fetch: FetchLike, read: string[] = []): Platform {
+  const files = new Map([
+    [KEY_FILE, "arc-key"],
+    ["/var/run/token", "assertion"],
+  ]);
+  return {
+    name: "node",
+    os: "linux",
+    getEnv: () => undefined,
+    fileExists: () => false,
+    azureArc: { tokensFolder: "/tokens/" },
+    realPath: async (path) => {
+      if (path === "/tokens/" || files.has(path)) return path;
+      throw new Error("no such file");
+    },
+    readTextFile: async (path) => {
+      read.push(path);
+      const text = files.get(path);
+      if (text === undefined) throw new Error("no such file");
+      return text;
+    },
+    pinnedFetch: (input, init) => fetch(input, init),
+  };
+}
 
 describe("any answer from any endpoint", () => {
   const status = fc.oneof(
@@ -213,9 +261,10 @@ describe("any answer from any endpoint", () => {
           const fetch = async () =>
             new Response(code === 204 ? null : text, { status: code, headers: extra });
           const client = new ManagedIdentityClient(new SystemAssignedManagedIdentity(), {
-            env: SOURCE_ENV[source],
+            env: SOURCE_ENV[source as ManagedIdentitySource],
             source: source as ManagedIdentitySource,
             fetch,
+            platform: fakePlatform(fetch),
             retry: false,
             httpCache: false,
           });
@@ -232,6 +281,66 @@ describe("any answer from any endpoint", () => {
       );
     },
   );
+});
+
+describe("Azure Arc's WWW-Authenticate header", () => {
+  const realm = fc.oneof(
+    fc.constantFrom(
+      KEY_FILE,
+      `"${KEY_FILE}"`,
+      "/tokens/../etc/shadow.key",
+      "/tokens/sub/a.key",
+      "/other/a.key",
+      "/tokens/a.txt",
+      "tokens/a.key",
+      "/tokens/",
+      "",
+    ),
+    fc.string(),
+    fc.string().map((name) => `/tokens/${name}`),
+  );
+  const header = fc.oneof(
+    realm.map((value) => `Basic realm=${value}`),
+    realm.map((value) => `basic   realm=${value}  `),
+    fc.string(),
+    fc.constant(""),
+  );
+
+  it("any header ends in a token or a ManagedIdentityError, and only the key file is ever read", async () => {
+    await fc.assert(
+      fc.asyncProperty(header, async (value) => {
+        const read: string[] = [];
+        let calls = 0;
+        const fetch = async (_input: Request | string | URL, init?: RequestInit) => {
+          calls += 1;
+          const authorized = new Headers(init?.headers).get("authorization");
+          if (authorized === "Basic arc-key")
+            return Response.json({ access_token: "t", expires_in: 3600 });
+          return new Response(null, {
+            status: 401,
+            headers: value ? { "www-authenticate": value } : {},
+          });
+        };
+        const client = new ManagedIdentityClient(new SystemAssignedManagedIdentity(), {
+          env: SOURCE_ENV["azure-arc"],
+          fetch,
+          platform: fakePlatform(fetch, read),
+          retry: false,
+          httpCache: false,
+        });
+        try {
+          const token = await client.acquireTokenForClient({ resource: "https://r.example" });
+          expect(token.accessToken).toBe("t");
+          expect(read).toEqual([KEY_FILE]);
+        } catch (error) {
+          expect(error).toBeInstanceOf(ManagedIdentityError);
+          expect(read.every((path) => path === KEY_FILE)).toBe(true);
+        }
+        expect(calls).toBeLessThanOrEqual(2);
+      }),
+      { numRuns: 1000 },
+    );
+  });
 });
 
 describe("cache isolation", () => {
