@@ -328,10 +328,14 @@ export class ManagedIdentityClient {
       claimsChallenge,
       claimsChallenge ? cached?.accessToken : undefined,
     );
-    // A claims challenge wants a token newer than any request already under way.
-    const pending = claimsChallenge
-      ? this.#fetchToken(source, key, context)
-      : this.#shared(source, key, context);
+    // A claims challenge wants a token newer than any plain request already under way, but the
+    // callers that bring the same challenge at once (one revocation, many requests) share one.
+    const pending = this.#shared(
+      source,
+      key,
+      context,
+      claimsChallenge === undefined ? key : `${key}\n${claimsChallenge}`,
+    );
     return this.#result(
       await abortable(pending, options.signal),
       "identity_provider",
@@ -357,13 +361,21 @@ export class ManagedIdentityClient {
     };
   }
 
-  /** One request per identity and resource: callers that come while it runs share it. */
-  #shared(source: SourceDefinition, key: string, context: SourceContext): Promise<TokenRecord> {
-    let pending = this.#inFlight.get(key);
+  /**
+   * One request per identity and resource (and claims challenge, under `flightKey`): callers that
+   * come while it runs share it.
+   */
+  #shared(
+    source: SourceDefinition,
+    key: string,
+    context: SourceContext,
+    flightKey: string = key,
+  ): Promise<TokenRecord> {
+    let pending = this.#inFlight.get(flightKey);
     if (!pending) {
       pending = this.#fetchToken(source, key, context);
-      this.#inFlight.set(key, pending);
-      const done = () => this.#inFlight.delete(key);
+      this.#inFlight.set(flightKey, pending);
+      const done = () => this.#inFlight.delete(flightKey);
       pending.then(done, done);
     }
     return pending;

@@ -206,6 +206,23 @@ describe("claims challenge", () => {
 });
 
 describe("concurrent callers", () => {
+  it("bringing the same claims challenge at once share one fresh request", async () => {
+    const mi = client();
+    const first = await mi.acquireTokenForClient({ resource: RESOURCE });
+    const claims = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}';
+    const results = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        mi.acquireTokenForClient({ resource: RESOURCE, claimsChallenge: claims }),
+      ),
+    );
+    expect(server.requests).toHaveLength(2);
+    expect(new Set(results.map((result) => result.accessToken)).size).toBe(1);
+    expect(results[0]?.accessToken).not.toBe(first.accessToken);
+    // A different challenge is a different request.
+    await mi.acquireTokenForClient({ resource: RESOURCE, claimsChallenge: `${claims} ` });
+    expect(server.requests).toHaveLength(3);
+  });
+
   it("share one request for the same identity and resource", async () => {
     const mi = client();
     const results = await Promise.all(
