@@ -8,9 +8,9 @@ import {
   parseFault,
 } from "../emulator/faults.ts";
 import { serveEmulator } from "../emulator/serve.ts";
+import type { CliIo } from "../platform/cli-process.ts";
 import { command } from "./command.ts";
 import { CliUsageError } from "./errors.ts";
-import type { CliIo } from "./process.ts";
 
 function port(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;

@@ -1,7 +1,7 @@
 import { type CommandDef, renderUsage, runCommand } from "citty";
+import type { CliIo } from "../platform/cli-process.ts";
 import { emulateCommand } from "./emulate.ts";
 import { CliUsageError, describeFailure, EXIT } from "./errors.ts";
-import type { CliIo } from "./process.ts";
 import { sourceCommand } from "./source.ts";
 import { tokenCommand } from "./token.ts";
 

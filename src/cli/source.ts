@@ -1,8 +1,8 @@
 import type { CommandDef } from "citty";
 import { MANAGED_IDENTITY_VARIABLES } from "../emulator/environment.ts";
 import { DETECTION_ORDER, ManagedIdentityClient, SystemAssignedManagedIdentity } from "../index.ts";
+import type { CliIo } from "../platform/cli-process.ts";
 import { command } from "./command.ts";
-import type { CliIo } from "./process.ts";
 
 /** Where Azure Arc's agent lives when it is installed (detection without env vars). */
 const ARC_AGENT_FILES = [

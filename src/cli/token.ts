@@ -6,9 +6,9 @@ import {
   SystemAssignedManagedIdentity,
   UserAssignedManagedIdentity,
 } from "../index.ts";
+import type { CliIo } from "../platform/cli-process.ts";
 import { command } from "./command.ts";
 import { CliUsageError } from "./errors.ts";
-import type { CliIo } from "./process.ts";
 
 /** `managed-identity token`: a token for a resource, like `az account get-access-token`. */
 export const tokenCommand: CommandDef = command({

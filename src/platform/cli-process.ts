@@ -1,6 +1,7 @@
 /**
- * The few parts of Node's `process` the CLI uses, typed structurally so that src/ compiles with
- * the core's `"types": []` (as src/platform/node.ts does).
+ * The CLI's platform shim: the few parts of the `process` global (Node, and Deno and Bun, which
+ * provide it) the `managed-identity` command uses, typed structurally so that src/ compiles with
+ * the core's `"types": []` (as src/platform/node.ts does). Not part of the core entry.
  */
 export interface CliProcess {
   argv: string[];
