@@ -230,7 +230,10 @@ export function createPinnedFetch(load: BuiltinModuleLoader): PinnedFetch | unde
     if (url.protocol !== "https:") {
       throw new TypeError(`A pinned request must use https, not ${url.protocol}`);
     }
-    const signal = request.signal;
+    // The caller's own signal, not the Request's copy: on Node 20 a copy that follows another
+    // signal can miss its abort once garbage collection has run.
+    const signal =
+      init?.signal ?? (input instanceof Request ? input.signal : new AbortController().signal);
     if (signal.aborted) throw abortReason(signal);
     const body = request.body ? new Uint8Array(await request.arrayBuffer()) : undefined;
     const socket = await connectPinned({ tls, net, crypto }, url, expected, signal);
