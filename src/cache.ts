@@ -1,9 +1,9 @@
 import * as v from "valibot";
 import { sha256Hex } from "./hash.ts";
 import type { ManagedIdentityId } from "./identity.ts";
-import type { KeyValueStorage } from "./memory-storage.ts";
+import { type KeyValueStorage, withStorageTimeout } from "./memory-storage.ts";
 import type { ManagedIdentitySource } from "./sources/types.ts";
-import { isServable, type TokenRecord } from "./token.ts";
+import { EXPIRY_MARGIN_SECONDS, isServable, type TokenRecord } from "./token.ts";
 
 /** Prefix of every key this package writes, so a shared storage can be inspected or cleared. */
 export const CACHE_KEY_PREFIX = "managed-identity:v1:";
@@ -18,12 +18,12 @@ const StoredToken = v.object({
 });
 
 /**
- * Identifies one cache entry: the back-end and its environment's partition (see
+ * Identifies one cache entry: the back-end and its environment's partition (a hash of
  * `SourceDefinition.partitionVariables`), the identity (kind and id) and the resource.
  */
 export function cacheIdentity(
   source: ManagedIdentitySource,
-  partition: readonly (string | undefined)[],
+  partition: string,
   identity: ManagedIdentityId,
   resource: string,
 ): string {
@@ -45,33 +45,54 @@ async function storageKey(identity: string): Promise<string> {
 export class TokenCache {
   readonly #storage: KeyValueStorage | undefined;
   readonly #memory = new Map<string, TokenRecord>();
+  readonly #onError: (operation: "get" | "set") => void;
 
-  constructor(storage: KeyValueStorage | undefined) {
+  /** `onError` hears of a storage operation that failed or took too long (it never throws). */
+  constructor(
+    storage: KeyValueStorage | undefined,
+    onError: (operation: "get" | "set") => void = () => {},
+  ) {
     this.#storage = storage;
+    this.#onError = onError;
   }
 
-  /** This process's copy of a token that may still be served at `now`: no I/O, no await. */
-  peek(identity: string, now: number): TokenRecord | undefined {
+  /**
+   * This process's copy of a token that may still be served at `now`: no I/O, no await. A
+   * `margin` of 0 finds any unexpired token (Service Fabric's revocation names the token to
+   * replace even in its last five minutes).
+   */
+  peek(
+    identity: string,
+    now: number,
+    margin: number = EXPIRY_MARGIN_SECONDS,
+  ): TokenRecord | undefined {
     const known = this.#memory.get(identity);
-    return known && isServable(known, now) ? known : undefined;
+    return known && isServable(known, now, margin) ? known : undefined;
   }
 
   /** A token that may still be served at `now`, from this process or the storage, or undefined. */
-  async get(identity: string, now: number): Promise<TokenRecord | undefined> {
-    const known = this.peek(identity, now);
-    if (known || !this.#storage) return known;
+  async get(
+    identity: string,
+    now: number,
+    margin: number = EXPIRY_MARGIN_SECONDS,
+  ): Promise<TokenRecord | undefined> {
+    const known = this.peek(identity, now, margin);
+    const storage = this.#storage;
+    if (known || !storage) return known;
     let stored: unknown;
     try {
-      stored = await this.#storage.getItem(await storageKey(identity));
+      const key = await storageKey(identity);
+      stored = await withStorageTimeout(() => storage.getItem(key));
     } catch {
       // An unreachable storage is a cache miss, not a failed token request.
+      this.#onError("get");
       return undefined;
     }
     const parsed = v.safeParse(StoredToken, stored);
     if (!parsed.success || parsed.output.key !== identity) return undefined;
     const { key: _key, ...token } = parsed.output;
-    if (!isServable(token, now)) return undefined;
-    this.#memory.set(identity, token);
+    if (!isServable(token, now, margin)) return undefined;
+    if (isServable(token, now)) this.#memory.set(identity, token);
     return token;
   }
 
@@ -82,15 +103,16 @@ export class TokenCache {
       return;
     }
     this.#memory.set(identity, token);
-    if (!this.#storage) return;
+    const storage = this.#storage;
+    if (!storage) return;
     try {
-      await this.#storage.setItem(
-        await storageKey(identity),
-        { key: identity, ...token },
-        { ttl: token.expiresOn - now },
+      const key = await storageKey(identity);
+      await withStorageTimeout(() =>
+        storage.setItem(key, { key: identity, ...token }, { ttl: token.expiresOn - now }),
       );
     } catch {
       // The token is valid and this process keeps it; a storage outage must not fail the caller.
+      this.#onError("set");
     }
   }
 }

@@ -3,6 +3,7 @@ import * as v from "valibot";
 import { acquire } from "./acquire.ts";
 import { cacheIdentity, TokenCache } from "./cache.ts";
 import { ManagedIdentityError } from "./errors.ts";
+import { sha256Hex } from "./hash.ts";
 import type { FetchLike, Transport } from "./http.ts";
 import {
   describeIdentity,
@@ -195,16 +196,18 @@ function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
 
+function abortedError(signal: AbortSignal): ManagedIdentityError {
+  return new ManagedIdentityError("aborted", "The token request was aborted by the caller.", {
+    cause: signal.reason,
+  });
+}
+
 /** Settles with `promise`, or rejects as soon as `signal` aborts (the promise carries on). */
 function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return promise;
-  const aborted = () =>
-    new ManagedIdentityError("aborted", "The token request was aborted by the caller.", {
-      cause: signal.reason,
-    });
-  if (signal.aborted) return Promise.reject(aborted());
+  if (signal.aborted) return Promise.reject(abortedError(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(aborted());
+    const onAbort = () => reject(abortedError(signal));
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
@@ -232,7 +235,7 @@ export class ManagedIdentityClient {
   readonly #state = new Map<string, unknown>();
   readonly #targets = new Map<string, CacheTarget>();
   #source: SourceDefinition | undefined;
-  #partitionValues: (string | undefined)[] | undefined;
+  #partitionHash: string | undefined;
 
   /**
    * @param managedIdentity `new SystemAssignedManagedIdentity()`, `new UserAssignedManagedIdentity({...})`,
@@ -251,10 +254,15 @@ export class ManagedIdentityClient {
     };
     this.#fetch = this.#options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     // Without a storage, this process's Map is the whole cache.
-    this.#cache = new TokenCache(this.#options.storage);
+    const storageError = () => {
+      if (this.#options.logger) this.#log(this.#definition(), { type: "storage_error" });
+    };
+    this.#cache = new TokenCache(this.#options.storage, storageError);
     const httpCache = this.#options.httpCache;
     this.#throttle =
-      httpCache === false ? undefined : new ThrottleCache(httpCache ?? createMemoryStorage());
+      httpCache === false
+        ? undefined
+        : new ThrottleCache(httpCache ?? createMemoryStorage(), storageError);
   }
 
   /** The back-end in use: the forced `source` option, else the first detected in `DETECTION_ORDER`. */
@@ -272,7 +280,7 @@ export class ManagedIdentityClient {
     const resource = normalizeResource(input);
     const source = this.#definition();
     this.#assertIdentitySupported(source);
-    const key = cacheIdentity(source.name, this.#partition(source), this.#identity, resource);
+    const key = cacheIdentity(source.name, this.#partitionHash ?? "", this.#identity, resource);
     const target = { resource, key, source };
     // Resource strings come from the caller: bound the memo rather than trust their variety.
     if (this.#targets.size >= MAX_REMEMBERED_TARGETS) this.#targets.clear();
@@ -280,10 +288,13 @@ export class ManagedIdentityClient {
     return target;
   }
 
-  /** The source's partition variables, read once like the source itself. */
-  #partition(source: SourceDefinition): (string | undefined)[] {
-    this.#partitionValues ??= source.partitionVariables.map(this.#env);
-    return this.#partitionValues;
+  /**
+   * The hash of the source's partition variables, read once like the source itself. It is
+   * computed (asynchronously) on the first call; `#target` runs after it.
+   */
+  async #loadPartition(): Promise<void> {
+    const values = this.#definition().partitionVariables.map(this.#env);
+    this.#partitionHash = await sha256Hex(JSON.stringify(values));
   }
 
   #definition(): SourceDefinition {
@@ -308,12 +319,16 @@ export class ManagedIdentityClient {
         'acquireTokenForClient takes an object: { resource: "https://..." }.',
       );
     }
+    if (options.signal?.aborted) throw abortedError(options.signal);
+    if (this.#partitionHash === undefined) await this.#loadPartition();
     const { resource, key, source } = this.#target(options.resource);
     const claimsChallenge = options.claimsChallenge || undefined;
     const now = nowSeconds();
     // The hot path: a token this process knows, answered without awaiting anything.
+    // With a claims challenge the cache is not served from; any unexpired token is looked up only
+    // so that Service Fabric can be told which token to replace.
     const cached = claimsChallenge
-      ? await this.#cache.get(key, now)
+      ? await this.#cache.get(key, now, 0)
       : (this.#cache.peek(key, now) ?? (await this.#cache.get(key, now)));
     if (cached && !claimsChallenge) {
       if (this.#options.logger) this.#log(source, { type: "cache_hit", resource });

@@ -26,3 +26,25 @@ export function createMemoryStorage(): KeyValueStorage {
     },
   };
 }
+
+/** How long one storage operation may take before it counts as failed. */
+export const STORAGE_TIMEOUT_MS = 2000;
+
+/**
+ * A storage operation that settles within {@link STORAGE_TIMEOUT_MS}: a storage that hangs (a
+ * Redis behind a dead connection) must cost a cache miss, not a call that never returns.
+ */
+export function withStorageTimeout<T>(operation: () => Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("storage timed out")), STORAGE_TIMEOUT_MS);
+  });
+  let running: Promise<T>;
+  try {
+    running = Promise.resolve(operation());
+  } catch (error) {
+    running = Promise.reject(error);
+  }
+  running.catch(() => {});
+  return Promise.race([running, timedOut]).finally(() => clearTimeout(timer));
+}

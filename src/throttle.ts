@@ -2,7 +2,7 @@ import * as v from "valibot";
 import { redactSecrets } from "./errors.ts";
 import { sha256Hex } from "./hash.ts";
 import { type HttpResponse, requestBody, requestUrl } from "./http.ts";
-import type { KeyValueStorage } from "./memory-storage.ts";
+import { type KeyValueStorage, withStorageTimeout } from "./memory-storage.ts";
 import { MAX_RETRY_AFTER_MS, parseRetryAfter } from "./retry.ts";
 import type { TokenRequest } from "./sources/types.ts";
 
@@ -59,9 +59,12 @@ function isThrottling(response: HttpResponse): boolean {
  */
 export class ThrottleCache {
   readonly #storage: KeyValueStorage;
+  readonly #onError: () => void;
 
-  constructor(storage: KeyValueStorage) {
+  /** `onError` hears of a storage operation that failed or took too long (it never throws). */
+  constructor(storage: KeyValueStorage, onError: () => void = () => {}) {
     this.#storage = storage;
+    this.#onError = onError;
   }
 
   async #key(request: TokenRequest): Promise<string> {
@@ -76,15 +79,16 @@ export class ThrottleCache {
     let stored: unknown;
     const key = await this.#key(request);
     try {
-      stored = await this.#storage.getItem(key);
+      stored = await withStorageTimeout(() => this.#storage.getItem(key));
     } catch {
+      this.#onError();
       return undefined;
     }
     const parsed = v.safeParse(Remembered, stored);
     if (!parsed.success) return undefined;
     const { status, body, retryAfter, until } = parsed.output;
     if (until <= nowMs) {
-      await this.#storage.removeItem(key).catch(() => {});
+      await withStorageTimeout(() => this.#storage.removeItem(key)).catch(this.#onError);
       return undefined;
     }
     const headers = new Headers({ "content-type": "application/json" });
@@ -112,11 +116,13 @@ export class ThrottleCache {
     };
     if (retryAfter !== null) entry.retryAfter = retryAfter;
     try {
-      await this.#storage.setItem(await this.#key(request), entry, {
-        ttl: Math.ceil(forMs / 1000),
-      });
+      const key = await this.#key(request);
+      await withStorageTimeout(() =>
+        this.#storage.setItem(key, entry, { ttl: Math.ceil(forMs / 1000) }),
+      );
     } catch {
       // Forgetting a throttling answer only costs one more request.
+      this.#onError();
     }
     return forMs;
   }

@@ -169,7 +169,11 @@ export function parseTokenResponse(
   return record;
 }
 
-/** Whether a cached token may still be served at `now` (more than 5 minutes left). */
-export function isServable(token: TokenRecord, now: number): boolean {
-  return token.expiresOn - now > EXPIRY_MARGIN_SECONDS;
+/** Whether a cached token may still be served at `now` (by default, more than 5 minutes left). */
+export function isServable(
+  token: TokenRecord,
+  now: number,
+  margin: number = EXPIRY_MARGIN_SECONDS,
+): boolean {
+  return token.expiresOn - now > margin;
 }

@@ -144,3 +144,45 @@ describe("fs driver files", () => {
     }
   });
 });
+
+describe("a storage that hangs", () => {
+  it("costs a cache miss after 2 s, never a call that does not return, and is logged", async () => {
+    const { fakeTime, flush } = await import("./helpers/time.ts");
+    const { vi } = await import("vitest");
+    fakeTime();
+    try {
+      const never = () => new Promise<never>(() => {});
+      const hanging = { getItem: never, setItem: never, removeItem: never };
+      const events: string[] = [];
+      const mi = new ManagedIdentityClient(new SystemAssignedManagedIdentity(), {
+        env: { AZURE_POD_IDENTITY_AUTHORITY_HOST: server.url },
+        storage: hanging as unknown as Storage,
+        retry: false,
+        logger: (event) => events.push(event.type),
+      });
+      let settled = false;
+      const pending = mi.acquireTokenForClient({ resource: "https://hang.example" }).finally(() => {
+        settled = true;
+      });
+      // The read waits on its 2 s timer (and nothing else): the call has not settled.
+      while (vi.getTimerCount() === 0) await flush(1);
+      expect(settled).toBe(false);
+      await vi.advanceTimersByTimeAsync(2000);
+      // Then the token is fetched, and the write waits on its own 2 s timer.
+      while (!events.includes("request")) await flush(1);
+      while (!settled && vi.getTimerCount() === 0) await flush(1);
+      expect(settled).toBe(false);
+      await vi.advanceTimersByTimeAsync(2000);
+      const token = await pending;
+      expect(token.tokenSource).toBe("identity_provider");
+      expect(events.filter((type) => type === "storage_error")).toHaveLength(2);
+      // This process still knows the token: the next call needs no storage at all.
+      expect(
+        (await mi.acquireTokenForClient({ resource: "https://hang.example" })).tokenSource,
+      ).toBe("cache");
+    } finally {
+      const { vi } = await import("vitest");
+      vi.useRealTimers();
+    }
+  });
+});

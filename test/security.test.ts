@@ -879,8 +879,8 @@ describe("cache isolation", () => {
   });
 
   // The system-assigned identity has no id, but on some back-ends the environment names which
-  // identity it is: those variables (SourceDefinition.partitionVariables) are in the cache key,
-  // so two environments sharing one storage never share a token. (IMDS's endpoint is the same on
+  // identity it is: a hash of those variables (SourceDefinition.partitionVariables, secrets
+  // included) is in the cache key, so two environments sharing one storage never share a token. (IMDS's endpoint is the same on
   // every VM: the README says to give each machine's identities their own prefixStorage.)
   it.each([
     [
@@ -902,6 +902,17 @@ describe("cache isolation", () => {
       "App Service, another app's endpoint and secret",
       "app-service",
       { IDENTITY_ENDPOINT: "http://127.0.0.1:8/other-app", IDENTITY_HEADER: "other" },
+    ],
+    // Container Apps give every app the same localhost endpoint: only the secret differs.
+    [
+      "App Service, the same endpoint with another app's secret",
+      "app-service",
+      { IDENTITY_HEADER: "other" },
+    ],
+    [
+      "Machine Learning, the same endpoint with another secret",
+      "machine-learning",
+      { MSI_SECRET: "other" },
     ],
   ] as const)(
     "two environments selecting different system-assigned identities (%s) do not share a token",

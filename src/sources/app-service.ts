@@ -18,7 +18,7 @@ export const appService: SourceDefinition = {
   label: "App Service",
   selectedBy: `${ENDPOINT_VARIABLE} and ${SECRET_VARIABLE}`,
   idKinds: ["clientId", "objectId", "resourceId"],
-  partitionVariables: [ENDPOINT_VARIABLE],
+  partitionVariables: [ENDPOINT_VARIABLE, SECRET_VARIABLE],
   detect: (env) => env(ENDPOINT_VARIABLE) !== undefined && env(SECRET_VARIABLE) !== undefined,
   createRequest({ env, identity, resource }) {
     const endpoint = requireEnv(env, ENDPOINT_VARIABLE, "app-service");

@@ -20,7 +20,7 @@ export const machineLearning: SourceDefinition = {
   label: "Azure Machine Learning",
   selectedBy: `${ENDPOINT_VARIABLE} and ${SECRET_VARIABLE}`,
   idKinds: ["clientId"],
-  partitionVariables: [ENDPOINT_VARIABLE, DEFAULT_CLIENT_ID_VARIABLE],
+  partitionVariables: [ENDPOINT_VARIABLE, SECRET_VARIABLE, DEFAULT_CLIENT_ID_VARIABLE],
   detect: (env) => env(ENDPOINT_VARIABLE) !== undefined && env(SECRET_VARIABLE) !== undefined,
   createRequest({ env, identity, resource }) {
     const endpoint = requireEnv(env, ENDPOINT_VARIABLE, "machine-learning");

@@ -34,7 +34,7 @@ export const serviceFabric: SourceDefinition = {
   selectedBy: `${ENDPOINT_VARIABLE}, ${SECRET_VARIABLE} and ${THUMBPRINT_VARIABLE}`,
   // User-assigned identities are chosen in the cluster's application manifest, not per request.
   idKinds: [],
-  partitionVariables: [ENDPOINT_VARIABLE],
+  partitionVariables: [ENDPOINT_VARIABLE, SECRET_VARIABLE],
   requireTokenType: true,
   // Throttling and unavailability only: a 404 from Service Fabric is final.
   retry: serviceFabricRetry,

@@ -71,9 +71,10 @@ export interface SourceDefinition {
   /** The user-assigned id kinds this back-end can select; an empty list means system-assigned only. */
   readonly idKinds: readonly UserAssignedIdKind[];
   /**
-   * The non-secret variables that tell one environment's identity from another's (endpoint,
-   * tenant, default client id): they go into the cache key, so two environments sharing a storage
-   * never share a system-assigned token.
+   * The variables that tell one environment's identity from another's (endpoint, secret, tenant,
+   * default client id): a hash of their values goes into the cache key, so two environments
+   * sharing a storage never share a system-assigned token. Secrets may be listed: only the hash
+   * of all values is kept.
    */
   readonly partitionVariables: readonly string[];
   /** Whether the environment selects this back-end. */

@@ -1,5 +1,5 @@
 import { createStorage } from "unstorage";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   ManagedIdentityClient,
   type ManagedIdentityClientOptions,
@@ -250,6 +250,26 @@ describe("service-fabric", () => {
       });
       // The claims themselves are never sent.
       expect(JSON.stringify(second)).not.toContain("essential");
+    });
+
+    it("names the revoked token even in its last five minutes, when it is no longer served", async () => {
+      vi.useFakeTimers({ toFake: ["Date"] });
+      try {
+        const mi = client();
+        await mi.acquireTokenForClient({ resource: "https://vault.azure.net" });
+        // 200 s before expiry the cached token is no longer served, but it is still valid.
+        vi.setSystemTime((expiresOn - 200) * 1000);
+        server.handle(() => ({ body: success("fresh-token", expiresOn + 3600) }));
+        await mi.acquireTokenForClient({
+          resource: "https://vault.azure.net",
+          claimsChallenge: "{}",
+        });
+        expect(server.requests[1]?.query.token_sha256_to_refresh).toBe(
+          "cc0af97287543b65da2c7e1476426021826cab166f1e063ed012b855ff819656",
+        );
+      } finally {
+        vi.useRealTimers();
+      }
     });
 
     it("sends no token_sha256_to_refresh when no token is cached", async () => {
