@@ -231,6 +231,8 @@ export class ManagedIdentityClient {
   readonly #cache: TokenCache;
   readonly #throttle: ThrottleCache | undefined;
   readonly #inFlight = new Map<string, Promise<TokenRecord>>();
+  /** Per cache key, how many claims-challenge requests have started (see `#fetchToken`). */
+  readonly #generations = new Map<string, number>();
   readonly #refreshBlockedUntil = new Map<string, number>();
   readonly #state = new Map<string, unknown>();
   readonly #targets = new Map<string, CacheTarget>();
@@ -345,12 +347,7 @@ export class ManagedIdentityClient {
     );
     // A claims challenge wants a token newer than any plain request already under way, but the
     // callers that bring the same challenge at once (one revocation, many requests) share one.
-    const pending = this.#shared(
-      source,
-      key,
-      context,
-      claimsChallenge === undefined ? key : `${key}\n${claimsChallenge}`,
-    );
+    const pending = this.#shared(source, key, context, claimsChallenge);
     return this.#result(
       await abortable(pending, options.signal),
       "identity_provider",
@@ -377,22 +374,33 @@ export class ManagedIdentityClient {
   }
 
   /**
-   * One request per identity and resource (and claims challenge, under `flightKey`): callers that
-   * come while it runs share it.
+   * One request per identity and resource: callers that come while it runs share it. A claims
+   * challenge wants a token newer than any plain request already under way, so it starts its own
+   * request (shared by callers bringing the same challenge), which plain callers and background
+   * refreshes then join, and which alone may write the cache: the token it replaces is revoked.
    */
   #shared(
     source: SourceDefinition,
     key: string,
     context: SourceContext,
-    flightKey: string = key,
+    claimsChallenge?: string,
   ): Promise<TokenRecord> {
+    const flightKey = claimsChallenge === undefined ? key : `${key}\n${claimsChallenge}`;
     let pending = this.#inFlight.get(flightKey);
-    if (!pending) {
-      pending = this.#fetchToken(source, key, context);
-      this.#inFlight.set(flightKey, pending);
-      const done = () => this.#inFlight.delete(flightKey);
-      pending.then(done, done);
+    if (pending) return pending;
+    if (claimsChallenge !== undefined) {
+      this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1);
     }
+    pending = this.#fetchToken(source, key, context);
+    const flightKeys = flightKey === key ? [key] : [flightKey, key];
+    for (const name of flightKeys) this.#inFlight.set(name, pending);
+    const shared = pending;
+    const done = () => {
+      for (const name of flightKeys) {
+        if (this.#inFlight.get(name) === shared) this.#inFlight.delete(name);
+      }
+    };
+    pending.then(done, done);
     return pending;
   }
 
@@ -453,6 +461,9 @@ export class ManagedIdentityClient {
     key: string,
     context: SourceContext,
   ): Promise<TokenRecord> {
+    // A claims challenge that starts after this request bumps the generation: this token may be
+    // the revoked one, so it is returned to its callers but not cached.
+    const generation = this.#generations.get(key) ?? 0;
     const token = await acquire({
       source,
       context,
@@ -463,7 +474,9 @@ export class ManagedIdentityClient {
       throttle: this.#throttle,
       log: (event) => this.#log(source, event),
     });
-    await this.#cache.set(key, token, nowSeconds());
+    if ((this.#generations.get(key) ?? 0) === generation) {
+      await this.#cache.set(key, token, nowSeconds());
+    }
     return token;
   }
 

@@ -205,6 +205,51 @@ describe("claims challenge", () => {
   });
 });
 
+describe("claims challenge racing other requests", () => {
+  it("a plain request that finishes after a claims request does not put the revoked token back", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    server.handle(async (request) => {
+      if (server.requests.length === 1) {
+        await gate;
+        return { body: { access_token: "old-revoked", expires_in: 3600 } };
+      }
+      return imdsHandler(request);
+    });
+    const mi = client();
+    const plain = mi.acquireTokenForClient({ resource: RESOURCE });
+    while (server.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    const challenged = await mi.acquireTokenForClient({
+      resource: RESOURCE,
+      claimsChallenge: "{}",
+    });
+    release();
+    expect((await plain).accessToken).toBe("old-revoked");
+    const next = await mi.acquireTokenForClient({ resource: RESOURCE });
+    expect(next).toMatchObject({ tokenSource: "cache", accessToken: challenged.accessToken });
+  });
+
+  it("plain callers that come while a claims request runs join it", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    server.handle(async (request) => {
+      await gate;
+      return imdsHandler(request);
+    });
+    const mi = client();
+    const challenged = mi.acquireTokenForClient({ resource: RESOURCE, claimsChallenge: "{}" });
+    const plain = mi.acquireTokenForClient({ resource: RESOURCE });
+    release();
+    const [a, b] = await Promise.all([challenged, plain]);
+    expect(b.accessToken).toBe(a.accessToken);
+    expect(server.requests).toHaveLength(1);
+  });
+});
+
 describe("concurrent callers", () => {
   it("bringing the same claims challenge at once share one fresh request", async () => {
     const mi = client();
