@@ -43,7 +43,7 @@ export interface ManagedIdentityClientOptions {
    * Environment variables to use instead of the process environment: a Worker's `env`, or a test's.
    * @default the runtime's environment (Node, Deno, Bun); none in Workers
    */
-  env?: Record<string, string | undefined>;
+  env?: Record<string, unknown>;
   /**
    * Force a back-end instead of detecting it from the environment.
    * @default detected, in the order of `DETECTION_ORDER`
@@ -170,10 +170,21 @@ const OptionsSchema = v.strictObject({
   ),
   deadline: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(3_600_000))),
   logger: v.optional(v.function()),
-  env: v.optional(v.record(v.string(), v.optional(v.string()))),
+  // A Worker's env also holds bindings (KV namespaces, secrets stores): only strings are read.
+  env: v.optional(v.record(v.string(), v.unknown())),
   source: v.optional(v.picklist(SOURCE_NAMES)),
   timeout: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(600_000))),
-  allowedHosts: v.optional(v.array(v.pipe(v.string(), v.nonEmpty()))),
+  allowedHosts: v.optional(
+    v.array(
+      v.pipe(
+        v.string(),
+        v.regex(
+          /^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])$/i,
+          "expected a host name such as emulator or 10.0.0.5, without scheme or port",
+        ),
+      ),
+    ),
+  ),
   clientCapabilities: v.optional(v.array(v.pipe(v.string(), v.regex(/^[\w.-]+$/)))),
   platform: v.optional(v.looseObject({ name: v.string(), getEnv: v.function() })),
 });
@@ -249,7 +260,12 @@ export class ManagedIdentityClient {
     this.#options = parseOptions(options);
     this.#platform = this.#options.platform ?? defaultPlatform();
     const env = this.#options.env;
-    const read = env ? (name: string) => env[name] : (name: string) => this.#platform.getEnv(name);
+    const read = env
+      ? (name: string) => {
+          const value = env[name];
+          return typeof value === "string" ? value : undefined;
+        }
+      : (name: string) => this.#platform.getEnv(name);
     this.#env = (name) => {
       const value = read(name);
       return value === undefined || value === "" ? undefined : value;

@@ -46,13 +46,22 @@ export interface AzureGetTokenOptions {
   tenantId?: string | undefined;
 }
 
-function toAbortSignal(signal: AzureAbortSignalLike | undefined): AbortSignal | undefined {
-  if (signal === undefined || signal instanceof AbortSignal) return signal;
+/** A native signal that mirrors `signal`, and how to stop mirroring it once the call is over. */
+function toAbortSignal(signal: AzureAbortSignalLike | undefined): {
+  signal: AbortSignal | undefined;
+  release(): void;
+} {
+  if (signal === undefined || signal instanceof AbortSignal) return { signal, release() {} };
   // A signal from another realm or a polyfill: mirror it into a native one.
   const controller = new AbortController();
-  if (signal.aborted) controller.abort(signal.reason);
-  else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
-  return controller.signal;
+  if (signal.aborted) {
+    controller.abort(signal.reason);
+    return { signal: controller.signal, release() {} };
+  }
+  const forward = () => controller.abort(signal.reason);
+  signal.addEventListener("abort", forward, { once: true });
+  // A long-lived signal (one per app) must not collect a listener per token request.
+  return { signal: controller.signal, release: () => signal.removeEventListener("abort", forward) };
 }
 
 function singleScope(scopes: string | readonly string[]): string {
@@ -112,11 +121,18 @@ export class ManagedIdentityTokenCredential {
     scopes: string | readonly string[],
     options: AzureGetTokenOptions = {},
   ): Promise<AzureAccessToken> {
-    const result = await this.client.acquireTokenForClient({
-      resource: singleScope(scopes),
-      claimsChallenge: options.claims,
-      signal: toAbortSignal(options.abortSignal),
-    });
+    const resource = singleScope(scopes);
+    const { signal, release } = toAbortSignal(options.abortSignal);
+    let result: Awaited<ReturnType<ManagedIdentityClient["acquireTokenForClient"]>>;
+    try {
+      result = await this.client.acquireTokenForClient({
+        resource,
+        claimsChallenge: options.claims,
+        signal,
+      });
+    } finally {
+      release();
+    }
     return {
       token: result.accessToken,
       expiresOnTimestamp: result.expiresOn * 1000,

@@ -229,7 +229,9 @@ export function responseError(
     text(field(body, "correlation_id"));
   let code = codeForStatus(response.status);
   if (code !== "throttled" && code !== "service_unavailable" && serviceCode !== undefined) {
-    const mapped = source.errorCodes?.[serviceCode];
+    // Own properties only: a service code such as "constructor" must not find Object's.
+    const codes = source.errorCodes;
+    const mapped = codes && Object.hasOwn(codes, serviceCode) ? codes[serviceCode] : undefined;
     // A back-end with its own code table maps every other code of its to invalid_request.
     code =
       mapped ??

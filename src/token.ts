@@ -33,10 +33,11 @@ const TokenResponseSchema = v.looseObject({
   refresh_in: v.optional(v.unknown()),
 });
 
+// Minutes and seconds are 00–59 in the patterns themselves; days and hours are checked below.
 const LEGACY_DATE =
-  /^(\d{1,2})\/(\d{1,2})\/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?: ?([AP]M))? ([+-])(\d{2}):?(\d{2})$/i;
+  /^(\d{1,2})\/(\d{1,2})\/(\d{4}) (\d{1,2}):([0-5]\d):([0-5]\d)(?: ?([AP]M))? ([+-])(\d{2}):?(\d{2})$/i;
 const ISO_DATE =
-  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/i;
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):([0-5]\d):([0-5]\d)(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/i;
 
 function seconds(value: unknown): number | undefined {
   const parsed = v.safeParse(Numeric, value);
@@ -62,6 +63,15 @@ export function parseExpiresOn(value: unknown): number | undefined {
   const iso = ISO_DATE.exec(text);
   if (iso) {
     const [, year, month, day, hour, minute, second, , zone] = iso;
+    // Date.parse rolls 2024-02-30 over into March and accepts 24:00: refuse what is not a date.
+    const check = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)));
+    if (
+      Number(hour) > 23 ||
+      check.getUTCMonth() !== Number(month) - 1 ||
+      check.getUTCDate() !== Number(day)
+    ) {
+      return undefined;
+    }
     const offset = zone && zone.toUpperCase() !== "Z" ? zone : "Z";
     const ms = Date.parse(
       `${year}-${month}-${day}T${hour}:${minute}:${second}${normalizeOffset(offset)}`,

@@ -455,8 +455,9 @@ describe("options", () => {
     [{ timeout: "5s" }, "timeout", ""],
     [{ storage: {} }, "storage", "unstorage Storage"],
     [{ fetch: "fetch" }, "fetch", ""],
-    [{ env: { A: 1 } }, "env.A", ""],
+    [{ env: "A=1" }, "env", ""],
     [{ allowedHosts: [""] }, "allowedHosts", ""],
+    [{ allowedHosts: ["http://proxy:8080"] }, "allowedHosts", "without scheme or port"],
     [{ clientCapabilities: ["cp 1"] }, "clientCapabilities", ""],
     [{ tiemout: 5 }, "tiemout", ""],
   ])("refuses %j", (options, path, extra) => {
@@ -469,6 +470,20 @@ describe("options", () => {
     expect(caught).toMatchObject({ code: "invalid_option" });
     expect((caught as Error).message).toContain(`option ${path}`);
     expect((caught as Error).message).toContain(extra);
+  });
+
+  it("reads only the strings of an env that also holds bindings (a Worker's env)", () => {
+    const env = {
+      IDENTITY_ENDPOINT: "http://127.0.0.1/x",
+      IDENTITY_HEADER: "s",
+      TOKENS: { get() {} },
+    };
+    expect(client({ env }).getManagedIdentitySource()).toBe("app-service");
+    expect(
+      client({
+        env: { IDENTITY_ENDPOINT: "http://127.0.0.1/x", IDENTITY_HEADER: 42 },
+      }).getManagedIdentitySource(),
+    ).toBe("imds");
   });
 
   it("detects App Service from its variables, treating empty values as unset", () => {

@@ -52,9 +52,14 @@ function nodeOs(platform: string): OperatingSystem {
 /** The Azure Arc overrides of the options, or undefined when there are none. */
 export function arcLocations(options: PlatformOptions): AzureArcLocations | undefined {
   const { arcTokensFolder, arcAgentFile } = options;
-  return arcTokensFolder === undefined && arcAgentFile === undefined
+  // The challenge's path must be exactly folder + file name: supply a forgotten separator.
+  const tokensFolder =
+    arcTokensFolder === undefined || /[\\/]$/.test(arcTokensFolder)
+      ? arcTokensFolder
+      : `${arcTokensFolder}${arcTokensFolder.includes("\\") && !arcTokensFolder.includes("/") ? "\\" : "/"}`;
+  return tokensFolder === undefined && arcAgentFile === undefined
     ? undefined
-    : { tokensFolder: arcTokensFolder, agentFile: arcAgentFile };
+    : { tokensFolder, agentFile: arcAgentFile };
 }
 
 /** Node.js: its environment, files and pinned TLS. */

@@ -50,7 +50,9 @@ function locations(platform: Platform): { agentFile?: string; tokensFolder?: str
 }
 
 function fail(code: ManagedIdentityErrorCode, message: string): never {
-  throw new ManagedIdentityError(code, message, { source: "azure-arc", status: 401 });
+  // A refused challenge came with the agent's 401; a missing capability has no status of its own.
+  const status = code === "capability_unavailable" ? undefined : 401;
+  throw new ManagedIdentityError(code, message, { source: "azure-arc", status });
 }
 
 /**

@@ -303,6 +303,8 @@ describe("service-fabric", () => {
       ["ManagedIdentityNotFound", 400, "invalid_client"],
       ["ArgumentNullOrEmpty", 400, "invalid_scope"],
       ["SomethingElse", 400, "invalid_request"],
+      // A code that names an Object.prototype member maps like any other unknown code.
+      ["constructor", 400, "invalid_request"],
       ["SomethingElse", 404, "invalid_request"],
       ["SomethingElse", 503, "service_unavailable"],
     ] as const)("maps %s (HTTP %d) to %s", async (serviceCode, status, code) => {
