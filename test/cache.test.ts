@@ -151,8 +151,13 @@ describe("a storage that hangs", () => {
     const { vi } = await import("vitest");
     fakeTime();
     try {
-      const never = () => new Promise<never>(() => {});
-      const hanging = { getItem: never, setItem: never, removeItem: never };
+      // Each operation is recorded as it starts; its 2 s timer is already running by then.
+      const started: string[] = [];
+      const never = (operation: string) => () => {
+        started.push(operation);
+        return new Promise<never>(() => {});
+      };
+      const hanging = { getItem: never("get"), setItem: never("set"), removeItem: never("remove") };
       const events: string[] = [];
       const mi = new ManagedIdentityClient(new SystemAssignedManagedIdentity(), {
         env: { AZURE_POD_IDENTITY_AUTHORITY_HOST: server.url },
@@ -164,13 +169,14 @@ describe("a storage that hangs", () => {
       const pending = mi.acquireTokenForClient({ resource: "https://hang.example" }).finally(() => {
         settled = true;
       });
-      // The read waits on its 2 s timer (and nothing else): the call has not settled.
-      while (vi.getTimerCount() === 0) await flush(1);
+      // The read hangs: the call has not settled until its 2 s run out.
+      while (!started.includes("get")) await flush(1);
+      await flush();
       expect(settled).toBe(false);
       await vi.advanceTimersByTimeAsync(2000);
-      // Then the token is fetched, and the write waits on its own 2 s timer.
-      while (!events.includes("request")) await flush(1);
-      while (!settled && vi.getTimerCount() === 0) await flush(1);
+      // Then the token is fetched, and the write hangs until its own 2 s run out.
+      while (!started.includes("set")) await flush(1);
+      await flush();
       expect(settled).toBe(false);
       await vi.advanceTimersByTimeAsync(2000);
       const token = await pending;
