@@ -242,7 +242,10 @@ describe("claims challenge racing other requests", () => {
     });
     const mi = client();
     const challenged = mi.acquireTokenForClient({ resource: RESOURCE, claimsChallenge: "{}" });
+    // The claims request is under way (the server holds it) before the plain caller comes.
+    while (server.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
     const plain = mi.acquireTokenForClient({ resource: RESOURCE });
+    await new Promise((resolve) => setImmediate(resolve));
     release();
     const [a, b] = await Promise.all([challenged, plain]);
     expect(b.accessToken).toBe(a.accessToken);
