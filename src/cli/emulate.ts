@@ -7,6 +7,7 @@ import {
   FAULT_SYNTAX,
   parseFault,
 } from "../emulator/faults.ts";
+import { IMDS_LIMITS, type ImdsLimits } from "../emulator/limits.ts";
 import { serveEmulator } from "../emulator/serve.ts";
 import type { CliIo } from "../platform/cli-process.ts";
 import { command } from "./command.ts";
@@ -38,6 +39,29 @@ export function faultArguments(rawArgs: readonly string[]): string[] {
   return faults;
 }
 
+/**
+ * `--imds-limits` (IMDS's own 5 at once and 20 per second) or `--imds-limits=CONCURRENT,PER_SECOND`;
+ * read from the command line because citty turns a boolean's `=value` into `true`.
+ */
+export function imdsLimitsArgument(rawArgs: readonly string[]): ImdsLimits | undefined {
+  let limits: ImdsLimits | undefined;
+  for (const arg of rawArgs) {
+    if (arg === "--imds-limits") limits = { ...IMDS_LIMITS };
+    else if (arg === "--no-imds-limits") limits = undefined;
+    else if (arg.startsWith("--imds-limits=")) {
+      const value = arg.slice("--imds-limits=".length);
+      const match = /^(\d+),(\d+)$/.exec(value.trim());
+      const [concurrent, perSecond] = [Number(match?.[1]), Number(match?.[2])];
+      if (!match || concurrent < 1 || perSecond < 1)
+        throw new CliUsageError(
+          `--imds-limits needs CONCURRENT,PER_SECOND, two whole numbers of at least 1 (e.g. 5,20), got "${value}".`,
+        );
+      limits = { concurrent, perSecond };
+    }
+  }
+  return limits;
+}
+
 /** `managed-identity emulate`: serves the emulator and prints the variables that point at it. */
 export const emulateCommand: CommandDef = command({
   meta: {
@@ -65,8 +89,12 @@ export const emulateCommand: CommandDef = command({
     },
     fault: {
       type: "string",
-      description: `Inject a fault; repeatable. ${FAULT_SYNTAX}`,
+      description: `Inject a fault; repeatable. ${FAULT_SYNTAX}. (IMDS's own throttling: --imds-limits)`,
       valueHint: "SPEC",
+    },
+    "imds-limits": {
+      type: "boolean",
+      description: `Throttle IMDS as Azure does: 429 with Retry-After beyond ${IMDS_LIMITS.concurrent} requests at once or ${IMDS_LIMITS.perSecond} per second; --imds-limits=CONCURRENT,PER_SECOND sets other limits`,
     },
     "user-assigned": {
       type: "string",
@@ -88,6 +116,7 @@ export const emulateCommand: CommandDef = command({
     if (source !== undefined && !EMULATOR_SOURCES.includes(source))
       throw new CliUsageError(`Unknown source "${source}"; known: ${EMULATOR_SOURCES.join(", ")}.`);
     const faults: EmulatorFault[] = faultArguments(rawArgs).map(parseFault);
+    const imdsLimits = imdsLimitsArgument(rawArgs);
     const userAssigned = Number(args["user-assigned"]);
     if (!Number.isInteger(userAssigned) || userAssigned < 0 || userAssigned > 100)
       throw new CliUsageError(
@@ -98,6 +127,7 @@ export const emulateCommand: CommandDef = command({
       httpsPort: port("https-port", args["https-port"]),
       faults,
       userAssigned,
+      ...(imdsLimits ? { imdsLimits } : {}),
       ...(args["arc-key-directory"] ? { arcKeyDirectory: args["arc-key-directory"] } : {}),
       ...(args.quiet
         ? {}
@@ -124,7 +154,7 @@ export const emulateCommand: CommandDef = command({
     }
     const { emulator } = running;
     io.err(
-      `managed-identity emulator: http ${running.http}, https ${running.https} (thumbprint ${running.thumbprint}); system-assigned client id ${emulator.systemAssigned?.clientId ?? "none"}; user-assigned client ids ${emulator.userAssigned.map((identity) => identity.clientId).join(", ") || "none"}; JWKS ${running.http}/discovery/keys. Press Ctrl+C to stop.`,
+      `managed-identity emulator: http ${running.http}, https ${running.https} (thumbprint ${running.thumbprint}); system-assigned client id ${emulator.systemAssigned?.clientId ?? "none"}; user-assigned client ids ${emulator.userAssigned.map((identity) => identity.clientId).join(", ") || "none"}; JWKS ${running.http}/discovery/keys${imdsLimits ? `; IMDS throttles beyond ${imdsLimits.concurrent} at once or ${imdsLimits.perSecond} per second` : ""}. Press Ctrl+C to stop.`,
     );
     await io.stopped();
     await running.close();

@@ -32,9 +32,11 @@ import {
   type FaultKind,
   retryAfterHeader,
 } from "./faults.ts";
+import { createLimiter, type ImdsLimits } from "./limits.ts";
 import { TokenSigner, tokenIssuer } from "./tokens.ts";
 
 export type { ArcKeyStore, EmulatorIdentity, EmulatorSecrets } from "./backends/shared.ts";
+export type { ImdsLimits } from "./limits.ts";
 
 /** Every emulated back-end, in the client's detection order. */
 const BACKENDS: readonly Backend[] = [
@@ -119,6 +121,14 @@ export interface EmulatorOptions {
   federatedIssuer?: string;
   /** Faults to start with. @default [] */
   faults?: EmulatorFault[];
+  /**
+   * IMDS's limits on callers: with more than `concurrent` requests in flight, or more than
+   * `perSecond` admitted in the last second (by `now`), IMDS answers 429 with `Retry-After` in
+   * its JSON error format, before any fault. Refused requests do not count. `true`: 5 at once and
+   * 20 per second, as IMDS does; a limit left out keeps that default.
+   * @default false (no limits)
+   */
+  imdsLimits?: ImdsLimits | boolean;
   /**
    * The emulator's clock in epoch milliseconds: token times, IMDS's 410 window, the request log.
    * @default Date.now (so a test's fake timers apply)
@@ -252,7 +262,8 @@ function droppedResponse(): Response {
 /**
  * Creates an emulator of every managed identity back-end in PROTOCOL.md. Its `fetch` is a
  * Web-standard handler: serve it with `serveEmulator` (Node, Deno, Bun via srvx), as a Worker's
- * `fetch`, or call it in-process.
+ * `fetch`, or call it in-process. IMDS answers every caller unless `imdsLimits` turns on its
+ * throttling (429 beyond 5 requests at once or 20 per second).
  *
  * @example
  * const emulator = await createEmulator({ userAssigned: 2 });
@@ -284,6 +295,7 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
     machineLearning: options.secrets?.machineLearning ?? randomSecret(),
   };
   const lifetime = options.tokenLifetime ?? 86_399;
+  const imdsLimiter = createLimiter(options.imdsLimits);
   const federatedIssuer = options.federatedIssuer ?? "https://oidc.emulator.invalid/";
   const cloudShellUser = {
     objectId: crypto.randomUUID(),
@@ -524,6 +536,28 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
     entry.source = backend.source;
     if (backend.httpsOnly && url.protocol !== "https:")
       return backend.error(400, `The ${backend.source} endpoint is served over https only.`);
+    if (backend.source !== "imds" || !imdsLimiter)
+      return answerAdmitted(backend, request, url, entry);
+    // Decided before the first await, so a burst of callers is counted as it arrives.
+    const retryAfter = imdsLimiter.admit(now());
+    if (retryAfter !== undefined) {
+      return backend.error(429, "Too many requests: IMDS limits callers; retry later.", {
+        "retry-after": String(retryAfter),
+      });
+    }
+    try {
+      return await answerAdmitted(backend, request, url, entry);
+    } finally {
+      imdsLimiter.release();
+    }
+  }
+
+  async function answerAdmitted(
+    backend: Backend,
+    request: Request,
+    url: URL,
+    entry: EmulatorRequest,
+  ): Promise<Response> {
     const faulted = await applyFaults(backend, request, entry);
     if (faulted instanceof Response) return faulted;
     const answered = await backend.handle(

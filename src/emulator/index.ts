@@ -1,7 +1,8 @@
 /**
  * A faithful emulator of every Azure managed identity back-end (IMDS, App Service, Service
  * Fabric, Azure Arc, Machine Learning, Cloud Shell, workload identity): a Web-standard fetch
- * handler, a serve helper for Node, Deno and Bun, fault injection and a request log.
+ * handler, a serve helper for Node, Deno and Bun, fault injection, IMDS's limits on callers
+ * (opt-in) and a request log.
  *
  * @example
  * ```ts
@@ -31,6 +32,7 @@ export {
   type EmulatorOptions,
   type EmulatorRequest,
   HTTPS_ONLY_SOURCES,
+  type ImdsLimits,
 } from "./emulator.ts";
 export {
   type EmulatorEndpoints,
@@ -49,5 +51,6 @@ export {
   FaultSpecError,
   parseFault,
 } from "./faults.ts";
+export { IMDS_LIMITS } from "./limits.ts";
 export { type RunningEmulator, type ServeEmulatorOptions, serveEmulator } from "./serve.ts";
 export { FEDERATED_TOKEN_AUDIENCE, tokenIssuer } from "./tokens.ts";

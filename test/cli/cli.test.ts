@@ -58,7 +58,7 @@ describe("help", { timeout: 30_000 }, () => {
     const expected: Record<string, string[]> = {
       token: ["--resource", "--client-id", "--object-id", "--resource-id", "--json"],
       source: ["--json"],
-      emulate: ["--source", "--port", "--fault", "imds-410"],
+      emulate: ["--source", "--port", "--fault", "imds-410", "--imds-limits"],
     };
     for (const [command, options] of Object.entries(expected)) {
       const help = await cli([command, "--help"]);
@@ -273,6 +273,37 @@ describe("emulate", { timeout: 60_000 }, () => {
       child.kill("SIGINT");
     }
     expect(await exitCode(child)).toBe(0);
+  });
+
+  it("--imds-limits=CONCURRENT,PER_SECOND throttles IMDS with 429 and Retry-After", async () => {
+    const { child, env, stderr } = await startEmulate(["--source", "imds", "--imds-limits=1,2"]);
+    try {
+      expect(stderr()).toContain("IMDS throttles beyond 1 at once or 2 per second");
+      const url = `${env.AZURE_POD_IDENTITY_AUTHORITY_HOST}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net`;
+      const answers = [];
+      for (let index = 0; index < 3; index++)
+        answers.push(await fetch(url, { headers: { Metadata: "true" } }));
+      expect(answers.map((answer) => answer.status)).toEqual([200, 200, 429]);
+      expect(answers[2]?.headers.get("retry-after")).toBe("1");
+      expect(await answers[2]?.json()).toMatchObject({ error: "server_error" });
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exitCode(child)).toBe(0);
+  });
+
+  it("--imds-limits alone is accepted (IMDS's 5 at once, 20 per second); a bad value is exit 2", async () => {
+    const { child, stderr } = await startEmulate(["--quiet", "--imds-limits"]);
+    try {
+      expect(stderr()).toContain("IMDS throttles beyond 5 at once or 20 per second");
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exitCode(child)).toBe(0);
+    const run = await cli(["emulate", "--imds-limits=5"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).toContain("--imds-limits needs CONCURRENT,PER_SECOND");
   });
 
   it("refuses a fault it cannot read: exit 2, one line", async () => {
