@@ -1,4 +1,4 @@
-import { atPath, type Backend, json, readSelector } from "./shared.ts";
+import { atPath, type Backend, json, readSelector, statusCodeError } from "./shared.ts";
 
 /** App Service, Functions, Container Apps and Automation: IDENTITY_ENDPOINT + IDENTITY_HEADER. */
 const PATH = "/app-service/msi/token";
@@ -7,9 +7,7 @@ const SECRET_HEADER = "x-identity-header";
 // App Service spells the resource-id selector mi_res_id; IMDS's msi_res_id is ignored.
 const SPELLINGS = { clientId: "client_id", objectId: "object_id", resourceId: "mi_res_id" };
 
-function error(status: number, message: string, headers: Record<string, string> = {}): Response {
-  return json(status, { statusCode: status, message, correlationId: crypto.randomUUID() }, headers);
-}
+const error = statusCodeError;
 
 export const appServiceBackend: Backend = {
   source: "app-service",

@@ -1,4 +1,4 @@
-import { atPath, type Backend, json } from "./shared.ts";
+import { atPath, type Backend, json, statusCodeError } from "./shared.ts";
 
 /** Azure Machine Learning compute: MSI_ENDPOINT + MSI_SECRET, the 2017 protocol. */
 const PATH = "/machine-learning/MSI/auth";
@@ -7,9 +7,7 @@ const SECRET_HEADER = "secret";
 // Machine Learning reads `clientid` without an underscore; a `client_id` is ignored.
 const CLIENT_ID_PARAMETER = "clientid";
 
-function error(status: number, message: string, headers: Record<string, string> = {}): Response {
-  return json(status, { statusCode: status, message, correlationId: crypto.randomUUID() }, headers);
-}
+const error = statusCodeError;
 
 export const machineLearningBackend: Backend = {
   source: "machine-learning",

@@ -105,6 +105,15 @@ export function json(
   });
 }
 
+/** App Service's error body (Machine Learning's compute answers in the same shape). */
+export function statusCodeError(
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
+  return json(status, { statusCode: status, message, correlationId: crypto.randomUUID() }, headers);
+}
+
 /** Entra ID's OAuth error body: `{error, error_description}` (IMDS, Arc and the token endpoint). */
 export function oauthError(
   status: number,
